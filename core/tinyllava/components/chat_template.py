@@ -1,0 +1,41 @@
+"""Contract for chat templates: conversation -> token ids and labels, built turn by turn."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+from tinyllava.components.base import Component
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
+
+Turn = dict[str, Any]  # {"from": "human" | "gpt", "value": str}
+
+
+class Encoded(NamedTuple):
+    """Token ids with one IMAGE_TOKEN_INDEX per image, and labels (IGNORE_INDEX where not trained)."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+
+class ChatTemplate(Component):
+    kind: ClassVar[str] = "chat_template"
+
+    def encode(self, conversation: list[Turn], tokenizer: PreTrainedTokenizerBase) -> Encoded:
+        """Ids and labels for training: only assistant answers (and their end token) are trained."""
+        raise NotImplementedError
+
+    def generation_prompt(self, conversation: list[Turn], tokenizer: PreTrainedTokenizerBase) -> list[int]:
+        """Ids for a conversation that ends with a human turn, ready for the assistant's answer."""
+        raise NotImplementedError
+
+    def render(self, conversation: list[Turn], add_generation_prompt: bool = False) -> str:
+        """The prompt as one string (for display and golden tests)."""
+        raise NotImplementedError
+
+    def stop_token_ids(self, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+        raise NotImplementedError
+
+    def check_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Raise ValueError with a fix when this template cannot work with this tokenizer."""

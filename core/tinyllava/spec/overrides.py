@@ -1,0 +1,74 @@
+"""Dotted overrides (`--set stages.0.lr=1e-3`) applied to the raw spec before validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from tinyllava.spec.errors import SpecError
+
+
+def parse_value(text: str) -> Any:
+    """YAML scalar rules: 1e-3 -> float, true -> bool, [a, b] -> list, anything else -> str."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and _looks_like_float(value):
+        return float(value)
+    return value
+
+
+def _looks_like_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return any(c in text.lower() for c in "e.")
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        if "=" not in item:
+            raise SpecError([f"override {item!r}: expected KEY=VALUE, e.g. stages.0.lr=1e-3"])
+        path, _, text = item.partition("=")
+        set_path(raw, path.strip(), parse_value(text))
+    return raw
+
+
+def set_path(raw: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        node = _child(node, part, parts[: i + 1], create=True)
+    last = parts[-1]
+    if isinstance(node, list):
+        index = _index(last, node, parts)
+        node[index] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise SpecError([f"override {path}: {'.'.join(parts[:-1])} is a {type(node).__name__}, not a mapping"])
+
+
+def _index(part: str, node: list[Any], parts: list[str]) -> int:
+    try:
+        index = int(part)
+    except ValueError:
+        raise SpecError([f"override {'.'.join(parts)}: {part!r} must be a list index"]) from None
+    if not -len(node) <= index < len(node):
+        raise SpecError([f"override {'.'.join(parts)}: index {index} out of range (list has {len(node)} items)"])
+    return index
+
+
+def _child(node: Any, part: str, so_far: list[str], create: bool) -> Any:
+    if isinstance(node, list):
+        return node[_index(part, node, so_far)]
+    if isinstance(node, dict):
+        if part not in node or node[part] is None:
+            if not create:
+                raise SpecError([f"override: {'.'.join(so_far)} does not exist"])
+            node[part] = {}
+        return node[part]
+    raise SpecError([f"override: {'.'.join(so_far[:-1])} is a {type(node).__name__}, cannot set {part!r}"])

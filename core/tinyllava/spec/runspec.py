@@ -1,0 +1,250 @@
+"""RunSpec: one YAML file describes a whole run (model, data, stages, output).
+
+Component slots are `{name: <registered name>, <that component's options>}`; the options are
+validated by the component's own pydantic Options model once the plugins are known.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tinyllava.spec.errors import SpecError, pydantic_problems
+from tinyllava.spec.overrides import apply_overrides
+
+COMPONENT_KIND_KEY = "x-tinyllava-kind"
+
+
+def _slot(kind: str, **kwargs: Any) -> Any:
+    return Field(json_schema_extra={COMPONENT_KIND_KEY: kind}, **kwargs)
+
+
+class ComponentSpec(BaseModel):
+    """`{name: ..., **options}`; a bare string is shorthand for `{name: <string>}`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        return value
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DataSpec(StrictModel):
+    """Training data: a LLaVA-format JSON file with an image root, or a dataset plugin."""
+
+    json_path: Path | None = Field(None, description="LLaVA-format JSON file")
+    image_root: Path | None = Field(None, description="folder that image paths in the JSON are relative to")
+    dataset: ComponentSpec | None = _slot("dataset", default=None, description="a dataset plugin instead of JSON")
+    on_bad_record: Literal["stop", "skip"] = Field(
+        "stop", description="stop: refuse to train on bad records; skip: drop them and report the count"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.json_path is None) == (self.dataset is None):
+            raise ValueError("give exactly one of json_path (with image_root) or dataset")
+        return self
+
+
+class TuneSpec(StrictModel):
+    """How each component trains in a stage. Modes: frozen, full (recipes may accept more)."""
+
+    llm: str = "frozen"
+    vision_tower: str = "frozen"
+    connector: str = "full"
+
+
+class ComponentLR(StrictModel):
+    llm: float | None = None
+    vision_tower: float | None = None
+    connector: float | None = None
+
+
+class StageSpec(StrictModel):
+    name: str
+    recipe: ComponentSpec | None = _slot("recipe", default=None, description="defaults to the run's recipe")
+    chat_template: ComponentSpec | None = _slot(
+        "chat_template", default=None, description="defaults to model.chat_template"
+    )
+    data: DataSpec | None = Field(None, description="defaults to the run's data")
+    tune: TuneSpec = Field(default_factory=TuneSpec)
+    lr: float = Field(2e-5, gt=0, description="learning rate for every trainable component")
+    component_lr: ComponentLR = Field(default_factory=ComponentLR, description="per-component lr overrides")
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: use epochs)")
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.03, ge=0, le=1)
+    scheduler: str = "cosine"
+    max_grad_norm: float = 1.0
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(500, ge=1, description="checkpoint every N optimizer steps (and at the end)")
+    save_total_limit: int | None = 2
+    gradient_checkpointing: bool = False
+    bf16: bool = False
+    save_format: Literal["full"] = Field("full", description="how the stage's result is saved")
+
+
+class ModelSpec(StrictModel):
+    llm: ComponentSpec = _slot("llm")
+    vision_tower: ComponentSpec = _slot("vision_tower")
+    connector: ComponentSpec = _slot("connector")
+    chat_template: ComponentSpec = _slot("chat_template")
+    image_preprocess: Literal["square", "pad"] = Field(
+        "square", description="square: resize; pad: pad to square with the processor's mean colour, then resize"
+    )
+    max_length: int = Field(2048, ge=8, description="longest training sequence in tokens, image tokens included")
+
+
+class RunSpec(StrictModel):
+    name: str = "run"
+    model: ModelSpec
+    data: DataSpec | None = None
+    recipe: ComponentSpec | None = _slot("recipe", default=None, description="fills `stages` when absent")
+    stages: list[StageSpec]
+    output_dir: Path = Path("runs")
+    seed: int = 0
+    init_from: Path | None = Field(None, description="start from an existing tinyllava checkpoint")
+    num_threads: int | None = Field(None, description="torch CPU threads (default: torch's choice)")
+
+    @field_validator("stages")
+    @classmethod
+    def _non_empty(cls, stages: list[StageSpec]) -> list[StageSpec]:
+        if not stages:
+            raise ValueError("at least one stage is needed (or name a recipe that provides stages)")
+        names = [s.name for s in stages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"stage names must be unique; repeated: {', '.join(dupes)}")
+        return stages
+
+    def run_dir(self) -> Path:
+        return self.output_dir / self.name
+
+    def stage_data(self, stage: StageSpec) -> DataSpec:
+        data = stage.data or self.data
+        if data is None:
+            raise SpecError([f"stages.{stage.name}.data: no data for this stage and no run-level `data`"])
+        return data
+
+    def stage_recipe(self, stage: StageSpec) -> ComponentSpec:
+        recipe = stage.recipe or self.recipe
+        if recipe is None:
+            raise SpecError([f"stages.{stage.name}.recipe: no recipe for this stage and no run-level `recipe`"])
+        return recipe
+
+    def stage_template(self, stage: StageSpec) -> ComponentSpec:
+        return stage.chat_template or self.model.chat_template
+
+
+# -- loading and resolution -------------------------------------------------------------------
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError([f"spec file {path} does not exist"])
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SpecError([f"YAML syntax error: {exc}"], str(path)) from None
+    if not isinstance(raw, dict):
+        raise SpecError(["the top level must be a mapping"], str(path))
+    return raw
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None, registry: Any = None) -> RunSpec:
+    return resolve_spec(read_yaml(path), overrides, registry=registry, source=str(path))
+
+
+def resolve_spec(
+    raw: dict[str, Any], overrides: list[str] | None = None, registry: Any = None, source: str = ""
+) -> RunSpec:
+    """Expand the recipe's stages, apply overrides, validate the shape, then every component's options."""
+    from tinyllava.plugins.registry import get_registry
+
+    registry = registry or get_registry()
+    raw = copy.deepcopy(raw)
+    _expand_recipe_stages(raw, registry, source)
+    apply_overrides(raw, overrides or [])
+    try:
+        spec = RunSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(pydantic_problems(exc), source) from None
+    problems: list[str] = []
+    for path, kind, slot in iter_component_slots(spec):
+        problems += _validate_component(registry, path, kind, slot)
+    if problems:
+        raise SpecError(problems, source)
+    return spec
+
+
+def _expand_recipe_stages(raw: dict[str, Any], registry: Any, source: str) -> None:
+    if raw.get("stages") or not raw.get("recipe"):
+        return
+    recipe = ComponentSpec.model_validate(raw["recipe"])
+    problems = _validate_component(registry, "recipe", "recipe", recipe)
+    if problems:
+        raise SpecError(problems, source)
+    component = registry.create("recipe", recipe.name, recipe.options)
+    raw["stages"] = component.default_stages()
+
+
+def iter_component_slots(spec: RunSpec) -> list[tuple[str, str, ComponentSpec]]:
+    slots: list[tuple[str, str, ComponentSpec]] = []
+    for kind in ("llm", "vision_tower", "connector", "chat_template"):
+        slots.append((f"model.{kind}", kind, getattr(spec.model, kind)))
+    if spec.recipe is not None:
+        slots.append(("recipe", "recipe", spec.recipe))
+    if spec.data is not None and spec.data.dataset is not None:
+        slots.append(("data.dataset", "dataset", spec.data.dataset))
+    for i, stage in enumerate(spec.stages):
+        if stage.recipe is not None:
+            slots.append((f"stages.{i}.recipe", "recipe", stage.recipe))
+        if stage.chat_template is not None:
+            slots.append((f"stages.{i}.chat_template", "chat_template", stage.chat_template))
+        if stage.data is not None and stage.data.dataset is not None:
+            slots.append((f"stages.{i}.data.dataset", "dataset", stage.data.dataset))
+    return slots
+
+
+def _validate_component(registry: Any, path: str, kind: str, slot: ComponentSpec) -> list[str]:
+    """Validate a slot's options with its component's Options; fill in defaults in place."""
+    from tinyllava.plugins.registry import ComponentConflictError, ComponentNotFoundError
+
+    try:
+        cls = registry.component_class(kind, slot.name)
+    except (ComponentNotFoundError, ComponentConflictError) as exc:
+        return [f"{path}.name: {exc}"]
+    except Exception as exc:  # noqa: BLE001 - a broken plugin module
+        return [f"{path}.name: could not import {kind} {slot.name!r}: {type(exc).__name__}: {exc}"]
+    try:
+        options = cls.Options.model_validate(slot.options)
+    except ValidationError as exc:
+        return pydantic_problems(exc, prefix=path)
+    extras = slot.model_extra if slot.model_extra is not None else {}
+    extras.clear()
+    extras.update(options.model_dump(mode="json"))
+    return []
+
+
+def spec_to_dict(spec: RunSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json")

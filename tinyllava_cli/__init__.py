@@ -1,0 +1,1 @@
+"""The `tinyllava` command line; every sub-command imports its heavy parts only when it runs."""

@@ -1,0 +1,142 @@
+"""The typer app. Keep this module import-light: `tinyllava --help` must never import torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="tinyllava",
+    help="Build, train, evaluate and ship small LLaVA-style multimodal models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+plugins_app = typer.Typer(help="Installed plugins.", no_args_is_help=True)
+config_app = typer.Typer(help="Validate, show and describe run specs.", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
+app.add_typer(config_app, name="config")
+
+SetOption = Annotated[
+    Optional[list[str]],  # noqa: UP045 - typer needs Optional here
+    typer.Option("--set", "-s", help="override a spec field, e.g. --set stages.0.lr=1e-3 (repeatable)"),
+]
+
+
+@app.command()
+def version() -> None:
+    """Print the tinyllava version."""
+    from tinyllava import __version__
+
+    typer.echo(__version__)
+
+
+@plugins_app.command("list")
+def plugins_list(
+    check: Annotated[bool, typer.Option("--check", help="also list the components each plugin provides")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Discovered plugins: distribution, version, status and error."""
+    from tinyllava_cli.commands.inspect import plugins_list as run
+
+    raise typer.Exit(run(check=check, as_json=as_json))
+
+
+@app.command()
+def components(
+    kind: Annotated[Optional[str], typer.Option("--kind", "-k", help="only this kind")] = None,  # noqa: UP045
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Registered components by kind (nothing is imported to list them)."""
+    from tinyllava_cli.commands.inspect import components_list as run
+
+    raise typer.Exit(run(kind=kind, as_json=as_json))
+
+
+@config_app.command("validate")
+def config_validate(file: Path, set_: SetOption = None) -> None:
+    """Validate a run spec, every component's options included."""
+    from tinyllava_cli.commands.config import validate as run
+
+    raise typer.Exit(run(file, set_ or []))
+
+
+@config_app.command("show")
+def config_show(file: Path, set_: SetOption = None) -> None:
+    """Print the resolved spec (defaults filled in, overrides applied) as YAML."""
+    from tinyllava_cli.commands.config import show as run
+
+    raise typer.Exit(run(file, set_ or []))
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of a run spec, including every installed plugin's options."""
+    from tinyllava_cli.commands.config import schema as run
+
+    raise typer.Exit(run())
+
+
+@app.command()
+def train(
+    spec: Annotated[Optional[Path], typer.Argument(help="run spec YAML (default: the built-in quickstart)")] = None,  # noqa: UP045
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint of this run")] = False,
+) -> None:
+    """Train the stages of a run spec. With no spec, train the tiny quickstart model on synthetic shapes."""
+    from tinyllava_cli.commands.train import train as run
+
+    raise typer.Exit(run(spec, set_ or [], resume=resume))
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", "-m", help="checkpoint directory")],
+    benchmark: Annotated[list[str], typer.Option("--benchmark", "-b", help="benchmark name (repeatable)")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="the benchmark's data folder")] = None,  # noqa: UP045
+    limit: Annotated[Optional[int], typer.Option("--limit", help="only the first N questions")] = None,  # noqa: UP045
+    batch_size: Annotated[int, typer.Option("--batch-size", help="questions per generate() call")] = 16,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="results folder")] = None,  # noqa: UP045
+) -> None:
+    """Evaluate a checkpoint on one or more benchmarks; print tables and write JSON."""
+    from tinyllava_cli.commands.evaluate import evaluate as run
+
+    raise typer.Exit(run(model, benchmark, data, limit, batch_size, output))
+
+
+@app.command()
+def chat(
+    model: Annotated[Path, typer.Option("--model", "-m", help="checkpoint directory")],
+    image: Annotated[Optional[Path], typer.Option("--image", "-i", help="image file")] = None,  # noqa: UP045
+    max_new_tokens: Annotated[int, typer.Option(help="longest answer")] = 128,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+) -> None:
+    """Interactive multi-turn chat about one image. An empty line or /exit ends it."""
+    from tinyllava_cli.commands.chat import chat as run
+
+    raise typer.Exit(run(model, image, max_new_tokens, temperature))
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option("--model", "-m", help="checkpoint directory")],
+    input: Annotated[Path, typer.Option("--input", help="JSONL: {id, question, image?} per line")],
+    output: Annotated[Path, typer.Option("--output", help="JSONL answers")],
+    batch_size: Annotated[int, typer.Option(help="questions per generate() call")] = 16,
+    max_new_tokens: Annotated[int, typer.Option(help="longest answer")] = 128,
+    image_root: Annotated[Optional[Path], typer.Option(help="folder image paths are relative to")] = None,  # noqa: UP045
+) -> None:
+    """Answer a JSONL file of questions in batches."""
+    from tinyllava_cli.commands.predict import predict as run
+
+    raise typer.Exit(run(model, input, output, batch_size, max_new_tokens, image_root))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
