@@ -92,7 +92,7 @@ class StageSpec(StrictModel):
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     weight_decay: float = Field(0.0, ge=0)
-    warmup_ratio: float = Field(0.03, ge=0, le=1)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="share of the steps spent warming up")
     scheduler: str = "cosine"
     max_grad_norm: float = 1.0
     logging_steps: int = Field(10, ge=1)

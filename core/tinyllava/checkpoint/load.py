@@ -1,0 +1,98 @@
+"""Load a checkpoint directory: rebuild the skeleton from saved configs, then load the weights.
+
+Nothing is fetched from a hub: configs, tokenizer and image processor all come from the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tinyllava.constants import CHECKPOINT_FORMAT_VERSION, MANIFEST_NAME
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """The directory is not a loadable tinyllava checkpoint; the message says why."""
+
+
+@dataclass
+class Loaded:
+    model: Any
+    tokenizer: Any
+    image_processor: Any
+    template: Any
+    manifest: dict[str, Any]
+    path: Path
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    manifest_path = path / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{path} is not a tinyllava checkpoint: {MANIFEST_NAME} is missing")
+    manifest = json.loads(manifest_path.read_text())
+    version = manifest.get("format_version")
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {version} is not supported (this tinyllava reads {CHECKPOINT_FORMAT_VERSION})"
+        )
+    return manifest
+
+
+def _check_plugins(manifest: dict[str, Any], registry: Any) -> None:
+    for key, info in manifest.get("plugins", {}).items():
+        kind, _, name = key.partition("/")
+        try:
+            entry = registry.entry(kind, name)
+        except LookupError as exc:
+            raise CheckpointError(
+                f"this checkpoint needs {kind} {name!r} from {info['distribution']} {info['version']}: {exc}"
+            ) from None
+        if entry.version != info["version"]:
+            log.warning("%s %r was saved with %s %s; %s is installed",
+                        kind, name, info["distribution"], info["version"], entry.version)
+
+
+def load_checkpoint(path: Path, registry: Any = None, device: str | None = None, dtype: Any = None) -> Loaded:
+    from safetensors.torch import load_model
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    from tinyllava.model.build import assemble
+    from tinyllava.plugins.registry import get_registry
+
+    registry = registry or get_registry()
+    path = Path(path)
+    manifest = read_manifest(path)
+    _check_plugins(manifest, registry)
+    comps = manifest["components"]
+    config = json.loads((path / "config.json").read_text())
+    llm = registry.create("llm", comps["llm"]["name"], comps["llm"]["options"])
+    tower = registry.create("vision_tower", comps["vision_tower"]["name"], comps["vision_tower"]["options"])
+    connector = registry.create("connector", comps["connector"]["name"], comps["connector"]["options"])
+    template = registry.create("chat_template", comps["chat_template"]["name"], comps["chat_template"]["options"])
+    tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
+    image_processor = AutoImageProcessor.from_pretrained(path / "image_processor")
+    language_model = llm.from_config(config["text_config"])
+    encoder = tower.from_config(config["vision_config"], image_processor)
+    assembled = assemble(
+        llm, tower, connector,
+        language_model=language_model, tokenizer=tokenizer, encoder=encoder, image_processor=image_processor,
+        image_preprocess=manifest["image_preprocess"], max_length=manifest["max_length"],
+    )
+    model = assembled.model
+    missing, unexpected = load_model(model, str(path / manifest["weights"]), strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match the model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
+    if dtype is not None:
+        model = model.to(dtype)
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    return Loaded(model, tokenizer, image_processor, template, manifest, path)

@@ -1,0 +1,1 @@
+"""The data pipeline: LLaVA JSON records -> checked -> tokenised per turn -> batches."""

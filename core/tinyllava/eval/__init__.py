@@ -1,0 +1,1 @@
+"""The eval runner: benchmark items -> batched answers -> official-format files -> scores -> report."""

@@ -1,0 +1,90 @@
+"""Run benchmarks against one loaded model (loaded once for all of them)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tinyllava.components.benchmark import BenchmarkResult, EvalItem
+from tinyllava.inference.pipeline import GenerationSettings, Pipeline
+
+
+def generate_answers(pipeline: Pipeline, items: list[EvalItem], batch_size: int,
+                     console: Console | None = None) -> dict[str, str]:
+    """Greedy answers; items are grouped by prompt length so batches pad little. Order-independent."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    def convo(item: EvalItem) -> list[dict[str, str]]:
+        text = f"<image>\n{item.prompt}" if item.image is not None else item.prompt
+        return [{"from": "human", "value": text}]
+
+    keyed = sorted(items, key=lambda it: (it.image is None, it.max_new_tokens, len(it.prompt), it.item_id))
+    answers: dict[str, str] = {}
+    with Progress(TextColumn("[bold]answering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("answering", total=len(keyed))
+        for start in range(0, len(keyed), batch_size):
+            batch = keyed[start:start + batch_size]
+            settings = GenerationSettings(max_new_tokens=max(it.max_new_tokens for it in batch))
+            texts = pipeline.answer([convo(it) for it in batch], [it.image for it in batch], settings)
+            for it, text in zip(batch, texts, strict=True):
+                answers[it.item_id] = text
+            progress.update(task, advance=len(batch))
+    return answers
+
+
+def print_result(console: Console, name: str, result: BenchmarkResult) -> None:
+    for t in result.tables:
+        table = Table(title=f"{name}: {t.title}" if t.title != name else name)
+        for col in t.columns:
+            table.add_column(str(col))
+        for row in t.rows:
+            table.add_row(*[str(c) for c in row])
+        console.print(table)
+
+
+def run_benchmarks(
+    pipeline: Pipeline,
+    benchmarks: list[tuple[str, Any]],
+    *,
+    data_dir: Path | None,
+    limit: int | None,
+    batch_size: int,
+    output_dir: Path,
+    console: Console | None = None,
+    registry: Any = None,
+) -> dict[str, Any]:
+    console = console or Console()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"model": str(pipeline.loaded.path), "benchmarks": {}}
+    for name, bench in benchmarks:
+        items = bench.load_items(data_dir, limit)
+        started = time.time()
+        answers = generate_answers(pipeline, items, batch_size, console)
+        seconds = time.time() - started
+        bench_dir = output_dir / name
+        bench_dir.mkdir(parents=True, exist_ok=True)
+        files = bench.write_answers(items, answers, bench_dir)
+        result = bench.score(items, answers, bench_dir)
+        print_result(console, name, result)
+        entry = {
+            "metrics": result.metrics,
+            "questions": len(items),
+            "seconds": round(seconds, 3),
+            "answers_per_second": round(len(items) / seconds, 3) if seconds > 0 else None,
+            "batch_size": batch_size,
+            "files": [str(f) for f in [*files, *result.files]],
+        }
+        report["benchmarks"][name] = entry
+        if registry is not None:
+            registry.call_lifecycle("after_evaluation", benchmark=name, metrics=result.metrics,
+                                    output_dir=str(bench_dir))
+    results_file = output_dir / "results.json"
+    results_file.write_text(json.dumps(report, indent=2))
+    report["results_file"] = str(results_file)
+    return report

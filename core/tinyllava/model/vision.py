@@ -1,0 +1,77 @@
+"""A wrapper that turns a transformers vision model into a (B, N, D) feature encoder.
+
+It keeps only the layers the selected feature needs, so no parameter is built into the module
+that never receives a gradient (DDP needs no find_unused_parameters).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _get_attr(root: nn.Module, path: str) -> Any:
+    obj: Any = root
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _set_attr(root: nn.Module, path: str, value: Any) -> None:
+    parent_path, _, last = path.rpartition(".")
+    parent = _get_attr(root, parent_path) if parent_path else root
+    setattr(parent, last, value)
+
+
+class HFVisionEncoder(nn.Module):
+    """Runs a transformers vision model and returns the selected hidden states."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        layers_path: str,
+        feature_layer: int,
+        strategy: str,
+        has_cls: bool,
+        num_patches: int,
+        final_norm_path: str | None = None,
+        apply_final_norm: bool = False,
+        drop_first_patch: bool = False,
+    ) -> None:
+        super().__init__()
+        layers = _get_attr(model, layers_path)
+        total = len(layers)
+        index = feature_layer if feature_layer >= 0 else total + 1 + feature_layer
+        if not 0 <= index <= total:
+            raise ValueError(f"feature_layer {feature_layer} is out of range for a tower with {total} layers")
+        if index < total:  # drop layers whose output is never used
+            _set_attr(model, layers_path, nn.ModuleList(list(layers)[:index]))
+        self.model = model
+        self.feature_index = index
+        self.strategy = strategy
+        self.has_cls = has_cls
+        self.drop_first_patch = drop_first_patch
+        # a path, not a module attribute: an alias would save the norm weights twice
+        self.final_norm_path = final_norm_path if apply_final_norm else None
+        self.hidden_size = int(model.config.hidden_size)
+        tokens = num_patches + (1 if has_cls else 0)
+        if strategy == "patch" and (has_cls or drop_first_patch):
+            tokens -= 1
+        self.num_tokens = tokens
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        dtype = next(self.model.parameters()).dtype
+        out = self.model(pixel_values=pixel_values.to(dtype), output_hidden_states=True)
+        feats = out.hidden_states[self.feature_index]
+        if self.final_norm_path:
+            feats = _get_attr(self.model, self.final_norm_path)(feats)
+        if self.strategy == "patch" and (self.has_cls or self.drop_first_patch):
+            feats = feats[:, 1:]
+        return feats

@@ -1,0 +1,1 @@
+"""Generic machinery for chat templates (concrete templates live in plugins)."""

@@ -1,0 +1,6 @@
+"""Test helpers for tinyllava and for third-party plugin authors (the start of the conformance kit)."""
+
+from tinyllava.testing.distributions import make_distribution
+from tinyllava.testing.tiny import TINY_MODEL, tiny_run_spec
+
+__all__ = ["TINY_MODEL", "make_distribution", "tiny_run_spec"]

@@ -1,0 +1,1 @@
+"""Training: which parameters train, the HF Trainer glue, and the stage runner."""

@@ -1,0 +1,74 @@
+"""The `shapes` dataset: LLaVA-format captions (stage 1) or multi-turn instructions (stage 2), on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from tinyllava.components.base import ComponentOptions
+from tinyllava.components.dataset import Dataset
+from tinyllava_plugin_shapes.scenes import CATEGORIES, TEXT_ONLY, caption, draw, make_scene, question
+
+TRAIN_WEIGHTS = {"colour": 1.0, "shape": 2.0, "count": 1.0, "position": 1.0, "yes/no": 2.0}
+
+
+class ShapesDatasetOptions(ComponentOptions):
+    split: Literal["captions", "instruct"] = "instruct"
+    num_images: int = Field(4000, ge=1)
+    image_size: int = Field(64, ge=16)
+    seed: int = 0
+    max_rounds: int = Field(3, ge=1, description="question/answer rounds per conversation (1..max)")
+    text_only_fraction: float = Field(0.05, ge=0, le=1, description="share of text-only conversations")
+
+
+def build_records(opts: ShapesDatasetOptions, image_dir: Path | None) -> list[dict]:
+    rng = random.Random(f"shapes-{opts.seed}-{opts.split}")
+    records = []
+    categories, weights = list(TRAIN_WEIGHTS), list(TRAIN_WEIGHTS.values())
+    for i in range(opts.num_images):
+        rid = f"shapes-{opts.split}-{i:06d}"
+        if opts.split == "instruct" and rng.random() < opts.text_only_fraction:
+            q, a = rng.choice(TEXT_ONLY)
+            records.append({"id": rid, "conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]})
+            continue
+        scene = make_scene(rng, opts.image_size)
+        name = f"{i:06d}.png"
+        if image_dir is not None:
+            draw(scene).save(image_dir / name)
+        if opts.split == "captions":
+            convs = [{"from": "human", "value": "<image>\nDescribe the picture."},
+                     {"from": "gpt", "value": caption(scene)}]
+        else:
+            convs = []
+            for r in range(rng.randint(1, opts.max_rounds)):
+                q, a = question(scene, rng.choices(categories, weights)[0], rng)
+                if r == 0:
+                    q = f"<image>\n{q}" if rng.random() < 0.5 else f"{q}\n<image>"
+                convs += [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
+        records.append({"id": rid, "image": name, "conversations": convs})
+    return records
+
+
+class ShapesDataset(Dataset):
+    Options: ClassVar[type[ComponentOptions]] = ShapesDatasetOptions
+
+    def materialize(self, cache_root: Path) -> tuple[Path, Path]:
+        opts: ShapesDatasetOptions = self.options  # type: ignore[assignment]
+        key = hashlib.sha256(opts.model_dump_json().encode()).hexdigest()[:12]
+        folder = Path(cache_root) / f"shapes-{opts.split}-{key}"
+        data_file, image_dir, done = folder / "data.json", folder / "images", folder / ".complete"
+        if done.is_file():
+            return data_file, image_dir
+        image_dir.mkdir(parents=True, exist_ok=True)
+        records = build_records(opts, image_dir)
+        data_file.write_text(json.dumps(records, indent=1))
+        done.write_text("ok\n")
+        return data_file, image_dir
+
+
+__all__ = ["CATEGORIES", "ShapesDataset", "build_records"]

@@ -1,0 +1,30 @@
+"""Shared test setup: one torch thread (two threads made steps 60x slower next to another process)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    yield
+
+
+@pytest.fixture
+def fresh_registry():
+    """The registry reloaded from what is installed now; reset again afterwards."""
+    from tinyllava.plugins.registry import get_registry, reset_registry
+
+    reset_registry()
+    yield get_registry()
+    reset_registry()

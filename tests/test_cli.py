@@ -1,0 +1,104 @@
+"""The CLI as a user runs it: start-up stays light, and the inspection commands work."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tinyllava.testing import tiny_run_spec
+
+HEAVY = ("torch", "transformers", "peft", "deepspeed", "bitsandbytes")
+PROBE = (
+    "import atexit, json, sys\n"
+    "atexit.register(lambda: print('HEAVY=' + json.dumps(sorted(m for m in {heavy!r} if m in sys.modules))))\n"
+    "from tinyllava_cli.app import main\n"
+    "sys.argv = ['tinyllava'] + {args!r}\n"
+    "main()\n"
+)
+
+
+def run_cli_probe(args: list[str]) -> tuple[int, str, list[str]]:
+    code = PROBE.format(heavy=HEAVY, args=args)
+    env = {**os.environ, "COLUMNS": "250"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("HEAVY="))
+    return proc.returncode, proc.stdout, json.loads(line.removeprefix("HEAVY="))
+
+
+def tinyllava(*args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "tinyllava"
+    env = {**os.environ, "COLUMNS": "250"}
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_help_imports_nothing_heavy():
+    code, out, heavy = run_cli_probe(["--help"])
+    assert code == 0 and "train" in out and "eval" in out
+    assert heavy == []
+
+
+def test_plugins_list_imports_nothing_heavy():
+    code, out, heavy = run_cli_probe(["plugins", "list", "--check"])
+    assert code == 0 and "tinyllava-plugin-mlp" in out
+    assert heavy == []
+
+
+def test_components_and_config_validate_import_nothing_heavy(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(tiny_run_spec(tmp_path / "runs")))
+    for args in (["components"], ["config", "validate", str(spec)]):
+        code, out, heavy = run_cli_probe(args)
+        assert code == 0, out
+        assert heavy == [], args
+
+
+def test_console_script_version_and_plugins_json():
+    proc = tinyllava("version")
+    assert proc.returncode == 0 and proc.stdout.strip() == "0.1.0"
+    proc = tinyllava("plugins", "list", "--json", "--check")
+    data = json.loads(proc.stdout)
+    assert data["python"] == sys.executable or Path(data["python"]).parent == Path(sys.executable).parent
+    by_id = {p["plugin"]: p for p in data["plugins"]}
+    for plugin in ("llama", "clip", "mlp", "pretrain", "base", "shapes"):
+        assert by_id[plugin]["status"] == "ok", by_id[plugin]
+    assert by_id["llama"]["components"] == {"chat_template": ["llama"], "llm": ["llama"]}
+
+
+def test_components_json_by_kind():
+    proc = tinyllava("components", "--kind", "connector", "--json")
+    rows = json.loads(proc.stdout)
+    assert {"kind": "connector", "name": "mlp"}.items() <= rows[0].items()
+    assert all(r["kind"] == "connector" for r in rows)
+    bad = tinyllava("components", "--kind", "nope")
+    assert bad.returncode == 2 and "unknown kind" in bad.stderr
+
+
+def test_config_commands(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(tiny_run_spec(tmp_path / "runs")))
+    ok = tinyllava("config", "validate", str(spec))
+    assert ok.returncode == 0 and "valid run spec" in ok.stdout
+    shown = yaml.safe_load(tinyllava("config", "show", str(spec), "--set", "stages.0.lr=0.5").stdout)
+    assert shown["stages"][0]["lr"] == 0.5
+    assert shown["model"]["connector"] == {"name": "mlp", "depth": 2}
+    bad = tmp_path / "bad.yaml"
+    raw = tiny_run_spec(tmp_path / "runs")
+    raw["model"]["connector"]["name"] = "mpl"
+    bad.write_text(yaml.safe_dump(raw))
+    proc = tinyllava("config", "validate", str(bad))
+    assert proc.returncode == 2
+    assert "did you mean 'mlp'" in proc.stderr
+    schema = json.loads(tinyllava("config", "schema").stdout)
+    assert "connector.mlp" in schema["$defs"]
+
+
+def test_quickstart_config_is_the_builtin_one():
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "configs" / "quickstart.yaml").read_text() == (root / "tinyllava_cli" / "quickstart.yaml").read_text()
+    proc = tinyllava("config", "validate", str(root / "configs" / "quickstart.yaml"))
+    assert proc.returncode == 0, proc.stderr
