@@ -48,6 +48,8 @@ LAYOUT = Layout(
     " landmark, posters, scene)",
     "LLaVA's eval.zip (playground/data/eval/MME) for llava_mme.jsonl; MME_Benchmark_release_version from the "
     "MME authors (https://github.com/BradyFU/Awesome-Multimodal-Large-Language-Models/tree/Evaluation)",
+    subdir="MME",
+    marker=QUESTION_FILE,
 )
 
 

@@ -64,6 +64,8 @@ LAYOUT = Layout(
     "TinyLLaVA Factory's MMMU.zip (see its docs: Evaluation / MMMU), which packs anns_for_eval.json, "
     "all_images/ and the official MMMU eval/ folder (answer_dict_val.json from "
     "https://github.com/MMMU-Benchmark/MMMU/tree/main/eval)",
+    subdir="MMMU",
+    marker=QUESTION_FILE,
 )
 
 

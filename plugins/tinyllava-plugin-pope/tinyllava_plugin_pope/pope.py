@@ -40,6 +40,8 @@ LAYOUT = Layout(
     "LLaVA's eval.zip (playground/data/eval/pope) for the question file; the coco/ annotation files from "
     "https://github.com/AoiDragon/POPE/tree/e3e39262c85a6a83f26cf5094022a782cb0df58d/output/coco; "
     "COCO val2014 images from https://cocodataset.org",
+    subdir="pope",
+    marker=QUESTION_FILE,
 )
 EPS = 1e-6
 METRICS = ("f1", "accuracy", "precision", "recall", "yes_ratio")

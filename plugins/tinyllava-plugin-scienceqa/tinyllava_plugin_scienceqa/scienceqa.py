@@ -31,6 +31,8 @@ LAYOUT = Layout(
     "LLaVA's eval.zip (playground/data/eval/scienceqa) for llava_test_CQM-A.json; problems.json, "
     "pid_splits.json and the test images from the ScienceQA repository "
     "(https://github.com/lupantech/ScienceQA, data/scienceqa)",
+    subdir="scienceqa",
+    marker=QUESTION_FILE,
 )
 
 

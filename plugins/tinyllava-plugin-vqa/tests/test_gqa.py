@@ -83,6 +83,8 @@ def test_load_items(gqa_dir: Path) -> None:
     # steps: q1 "select" counts, "exist: ?" does not; q2 "query: name" does not count
     assert [it.meta["steps"] for it in items] == [1, 1, 3, 2]
     assert items[0].meta["words"] == 4
+    # LLaVA's eval root (playground/data/eval, holding gqa/) works as --data too
+    assert len(GQABenchmark().load_items(gqa_dir.parent, limit=2)) == 2
 
 
 def test_score(gqa_dir: Path, tmp_path: Path) -> None:

@@ -111,8 +111,11 @@ def test_testdev_submission(testdev_dir: Path, tmp_path: Path) -> None:
     assert [ln["question_id"] for ln in lines] == [11, 12]
     assert lines[0]["prompt"] == "What color?" + SUFFIX and lines[0]["text"] == "The Red."
     assert {str(p.name) for p in files} == {"vqav2_test-dev_answers.jsonl", "vqav2_test-dev_submission.json"}
+    # the full test list is read once per benchmark object: score() rewrites the submission without it
+    (testdev_dir / "llava_vqav2_mscoco_test2015.jsonl").unlink()
     result = bench.score(items, answers, out)
     assert result.metrics["answered"] == 2 and result.metrics["questions"] == 3
+    assert json.loads((out / "vqav2_test-dev_submission.json").read_text()) == submission
     assert "accuracy" not in result.metrics
 
 

@@ -22,20 +22,32 @@ class Layout:
     benchmark: str
     tree: str
     source: str
+    subdir: str = ""  # the benchmark's folder inside LLaVA's playground/data/eval
+    marker: str = ""  # a file that only the benchmark's own folder holds
 
     def error(self, problem: str) -> DataLayoutError:
+        where = f" (or an eval root holding {self.subdir}/)" if self.subdir else ""
         return DataLayoutError(
             f"{self.benchmark}: {problem}\n"
-            f"Expected layout of the data folder (--data):\n{self.tree}\n"
+            f"Expected layout of the data folder (--data){where}:\n{self.tree}\n"
             f"Where to get it: {self.source}"
         )
 
     def root(self, data_dir: Path | str | None) -> Path:
+        """The benchmark folder; an eval root holding `<subdir>/` (LLaVA's layout) is accepted too."""
         if data_dir is None:
             raise self.error("no data folder was given")
         root = Path(data_dir).expanduser().resolve()
         if not root.is_dir():
             raise self.error(f"the data folder {root} does not exist")
+        nested = root / self.subdir
+        if (
+            self.subdir
+            and self.marker
+            and not (root / self.marker).exists()
+            and (nested / self.marker).exists()
+        ):
+            return nested
         return root
 
     def file(self, root: Path, *candidates: str) -> Path:

@@ -35,6 +35,8 @@ LAYOUT = Layout(
     "  <data>/data/images/<imageId>.jpg      (or <data>/images/)",
     "LLaVA's eval.zip (playground/data/eval/gqa) for the question file; testdev_balanced_questions.json "
     "and the images from https://cs.stanford.edu/people/dorarad/gqa/download.html",
+    subdir="gqa",
+    marker=QUESTION_FILE,
 )
 # Semantic operations that do not count as a reasoning step (eval.py's getStepsNum).
 _NOT_A_STEP = ("exist", "query: name", "choose name")

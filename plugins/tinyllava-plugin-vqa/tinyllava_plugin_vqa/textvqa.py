@@ -33,6 +33,8 @@ LAYOUT = Layout(
     f"  <data>/{QUESTION_FILE}\n  <data>/{ANNOTATION_FILE}\n  <data>/train_images/<image_id>.jpg",
     "LLaVA's eval.zip (playground/data/eval/textvqa) for the question file; TextVQA_0.5.1_val.json and "
     "train_val_images.zip from https://textvqa.org/dataset",
+    subdir="textvqa",
+    marker=QUESTION_FILE,
 )
 _OCR_PROMPT = re.compile(r"Question: (.*?) Short answer:", re.DOTALL)
 

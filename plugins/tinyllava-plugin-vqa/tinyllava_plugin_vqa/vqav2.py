@@ -44,11 +44,15 @@ TESTDEV_LAYOUT = Layout(
     "  <data>/test2015/COCO_test2015_000000xxxxxx.jpg",
     "LLaVA's eval.zip (playground/data/eval/vqav2, see LLaVA docs/Evaluation.md) plus the COCO "
     "test2015 images from https://visualqa.org/download.html",
+    subdir="vqav2",
+    marker=TESTDEV_FILE,
 )
 VAL_LAYOUT = Layout(
     "vqav2 (split val)",
     f"  <data>/{VAL_QUESTIONS}\n  <data>/{VAL_ANNOTATIONS}\n  <data>/val2014/COCO_val2014_000000xxxxxx.jpg",
     "the official VQAv2 questions, annotations and COCO val2014 images from https://visualqa.org/download.html",
+    subdir="vqav2",
+    marker=VAL_QUESTIONS,
 )
 
 
@@ -63,6 +67,10 @@ class VQAv2Options(ComponentOptions):
 
 class VQAv2Benchmark(Benchmark):
     Options: ClassVar[type[ComponentOptions]] = VQAv2Options
+
+    def __init__(self, options: ComponentOptions | dict[str, Any] | None = None, *, name: str = "") -> None:
+        super().__init__(options, name=name)
+        self._full_ids: dict[str, list[Any]] = {}
 
     # -- loading ---------------------------------------------------------------------------------
     def load_items(self, data_dir: Path | None, limit: int | None = None) -> list[EvalItem]:
@@ -156,17 +164,15 @@ class VQAv2Benchmark(Benchmark):
     def _write_submission(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> Path:
         if not items:
             raise ValueError("vqav2: no items, so no submission list to write")
-        full_list = Path(items[0].meta["submission_list"])
+        full_list = items[0].meta["submission_list"]
         by_id = {str(it.meta["question_id"]): answers[it.item_id] for it in items if it.item_id in answers}
-        rows = read_jsonl(full_list, TESTDEV_LAYOUT)
+        if full_list not in self._full_ids:  # 447k ids: read once even though answers and score both write
+            self._full_ids[full_list] = [
+                q["question_id"] for q in read_jsonl(Path(full_list), TESTDEV_LAYOUT)
+            ]
         submission = [
-            {
-                "question_id": q["question_id"],
-                "answer": evalai_normalize(by_id[str(q["question_id"])])
-                if str(q["question_id"]) in by_id
-                else "",
-            }
-            for q in rows
+            {"question_id": qid, "answer": evalai_normalize(by_id[str(qid)]) if str(qid) in by_id else ""}
+            for qid in self._full_ids[full_list]
         ]
         return write_json(out_dir / "vqav2_test-dev_submission.json", submission)
 
