@@ -102,3 +102,11 @@ def test_quickstart_config_is_the_builtin_one():
     assert (root / "configs" / "quickstart.yaml").read_text() == (root / "tinyllava_cli" / "quickstart.yaml").read_text()
     proc = tinyllava("config", "validate", str(root / "configs" / "quickstart.yaml"))
     assert proc.returncode == 0, proc.stderr
+
+
+def test_every_plugin_folder_is_in_the_dev_install():
+    root = Path(__file__).resolve().parents[1]
+    listed = {line.split()[-1] for line in (root / "requirements-dev.txt").read_text().splitlines()
+              if line.startswith("-e plugins/")}
+    folders = {f"plugins/{p.name}" for p in (root / "plugins").iterdir() if (p / "pyproject.toml").is_file()}
+    assert folders == listed

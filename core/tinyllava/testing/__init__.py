@@ -1,4 +1,4 @@
-"""Test helpers for tinyllava and for third-party plugin authors (the start of the conformance kit)."""
+"""Test helpers for tinyllava and third-party plugins; the conformance kit is in `tinyllava.testing.conformance`."""
 
 from tinyllava.testing.distributions import make_distribution
 from tinyllava.testing.tiny import TINY_MODEL, tiny_run_spec

@@ -93,6 +93,9 @@ def run_training(spec: RunSpec, *, resume: bool = False, console: Console | None
     from tinyllava.plugins.registry import get_registry
     from tinyllava.training.trainer import RichProgressCallback, TinyLlavaTrainer
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own rich bars instead of tqdm's "Writing model shards"
     console = console or Console()
     registry = registry or get_registry()
     set_threads(spec)

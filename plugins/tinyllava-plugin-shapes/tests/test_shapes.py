@@ -1,0 +1,92 @@
+"""The shapes dataset and benchmark through the public plugin path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tinyllava.data.records import load_records
+from tinyllava.plugins.registry import get_registry
+
+
+def dataset(**options):
+    return get_registry().create("dataset", "shapes", {"num_images": 30, "image_size": 32, **options})
+
+
+def test_materialize_is_deterministic_valid_llava_data(tmp_path):
+    json_a, images_a = dataset(split="instruct", text_only_fraction=0.2).materialize(tmp_path / "a")
+    json_b, _ = dataset(split="instruct", text_only_fraction=0.2).materialize(tmp_path / "b")
+    assert json_a.read_text() == json_b.read_text()
+    checked = load_records(json_a, images_a)  # every record passes the core's checks
+    assert not checked.problems and len(checked.records) == 30
+    records = json.loads(json_a.read_text())
+    assert any("image" not in r for r in records)  # some text-only samples
+    assert any(len(r["conversations"]) > 2 for r in records)  # multi-turn
+    first = next(r for r in records if "image" in r)
+    assert (images_a / first["image"]).is_file()
+
+
+def test_materialize_reuses_the_cache(tmp_path):
+    json_path, _ = dataset(split="captions").materialize(tmp_path)
+    stamp = json_path.stat().st_mtime_ns
+    again, _ = dataset(split="captions").materialize(tmp_path)
+    assert again == json_path and again.stat().st_mtime_ns == stamp
+    other, _ = dataset(split="captions", seed=1).materialize(tmp_path)
+    assert other != json_path
+
+
+def test_captions_describe_every_object(tmp_path):
+    json_path, _ = dataset(split="captions").materialize(tmp_path)
+    for record in json.loads(json_path.read_text()):
+        answer = record["conversations"][1]["value"]
+        assert answer.endswith(".") and answer.count(" at the ") >= 1
+
+
+def bench(**options):
+    return get_registry().create("benchmark", "shapes", {"per_category": 4, **options})
+
+
+def test_benchmark_items_are_balanced_and_deterministic():
+    items = bench().load_items(None)
+    assert len(items) == 20
+    cats = [it.meta["category"] for it in items]
+    assert {c: cats.count(c) for c in set(cats)} == {"colour": 4, "shape": 4, "count": 4, "position": 4,
+                                                     "yes/no": 4}
+    again = bench().load_items(None)
+    assert [(i.prompt, i.meta["answer"]) for i in items] == [(i.prompt, i.meta["answer"]) for i in again]
+    assert items[0].image.size == (64, 64)
+    assert len(bench().load_items(None, limit=7)) == 7
+    with pytest.raises(ValueError, match="drop --data"):
+        bench().load_items(tmp_path_placeholder())
+
+
+def tmp_path_placeholder():
+    from pathlib import Path
+
+    return Path("somewhere")
+
+
+def test_scoring_by_hand(tmp_path):
+    b = bench()
+    items = b.load_items(None)
+    answers = {}
+    for it in items:
+        cat = it.meta["category"]
+        if cat == "colour":
+            answers[it.item_id] = it.meta["answer"].upper() + "."  # case and full stop are forgiven
+        elif cat == "shape":
+            answers[it.item_id] = "hexagon"  # all wrong
+        elif cat == "count" and it.item_id.endswith(("0", "1")):
+            answers[it.item_id] = it.meta["answer"]  # 2 of 4 right
+        # position and yes/no: missing predictions count as wrong
+    result = b.score(items, answers, tmp_path)
+    m = result.metrics
+    assert m["colour/accuracy"] == 1.0 and m["shape/accuracy"] == 0.0
+    assert m["count/accuracy"] == 0.5 and m["position/accuracy"] == 0.0
+    assert m["overall/accuracy"] == pytest.approx((4 + 0 + 2 + 0 + 0) / 20)
+    assert m["shape/chance"] == pytest.approx(1 / 3) and m["yes/no/chance"] == 0.5
+    assert result.tables[0].columns == ["category", "questions", "accuracy", "chance"]
+    files = b.write_answers(items, answers, tmp_path)
+    lines = files[0].read_text().splitlines()
+    assert len(lines) == 20 and json.loads(lines[0])["question_id"] == items[0].item_id
