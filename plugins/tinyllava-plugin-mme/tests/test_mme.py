@@ -93,6 +93,8 @@ def mme_dir(tmp_path: Path) -> Path:
             }
         )
     (root / "llava_mme.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for r in rows:
+        (rel / r["image"]).touch()
     return root
 
 
@@ -146,6 +148,9 @@ def test_missing_answer_is_an_error(mme_dir: Path, tmp_path: Path) -> None:
 
 
 def test_layout_errors(mme_dir: Path) -> None:
+    (mme_dir / "MME_Benchmark_release_version" / "artwork" / "images" / "10002.jpg").unlink()
+    with pytest.raises(DataLayoutError, match="2 of 8 images are missing"):
+        MMEBenchmark().load_items(mme_dir)
     gt_file = mme_dir / "MME_Benchmark_release_version" / "code_reasoning" / "0001.txt"
     gt_file.write_text("Something else? Please answer yes or no.\tYes\n")
     with pytest.raises(DataLayoutError, match="no ground truth"):

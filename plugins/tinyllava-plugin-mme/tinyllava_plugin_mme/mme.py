@@ -22,7 +22,14 @@ from typing import Any, ClassVar
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
 
-from tinyllava_plugin_mme._files import SHORT_ANSWER, Layout, read_jsonl, with_suffix, write_llava_answers
+from tinyllava_plugin_mme._files import (
+    SHORT_ANSWER,
+    Layout,
+    check_images,
+    read_jsonl,
+    with_suffix,
+    write_llava_answers,
+)
 
 QUESTION_FILE = "llava_mme.jsonl"
 RELEASE = "MME_Benchmark_release_version"
@@ -184,7 +191,7 @@ class MMEBenchmark(Benchmark):
                 )
             )
             seen[qid] += 1
-        return items
+        return check_images(items, LAYOUT)
 
     def write_answers(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> list[Path]:
         """LLaVA's answers file plus the per-task files calculation.py reads (--results_dir mme_results)."""

@@ -56,6 +56,9 @@ def mmmu_dir(tmp_path: Path) -> Path:
     }
     (root / "anns_for_eval.json").write_text(json.dumps(anns))
     (root / "eval" / "answer_dict_val.json").write_text(json.dumps(gold))
+    for q in anns:
+        if "image" in q:
+            (root / "all_images" / q["image"]).touch()
     return root
 
 
@@ -111,6 +114,9 @@ def test_score_text_only_policy(mmmu_dir: Path, tmp_path: Path) -> None:
 
 
 def test_layout_errors(mmmu_dir: Path) -> None:
+    (mmmu_dir / "all_images" / "validation_Art_1_1.png").unlink()
+    with pytest.raises(DataLayoutError, match="1 of 6 images are missing"):
+        MMMUBenchmark().load_items(mmmu_dir)
     gold_file = mmmu_dir / "eval" / "answer_dict_val.json"
     gold_file.write_text(json.dumps({}))
     with pytest.raises(DataLayoutError, match="no entry in answer_dict_val.json"):

@@ -20,7 +20,14 @@ from pydantic import Field
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
 
-from tinyllava_plugin_mmmu._files import Layout, apply_limit, read_json, write_json, write_llava_answers
+from tinyllava_plugin_mmmu._files import (
+    Layout,
+    apply_limit,
+    check_images,
+    read_json,
+    write_json,
+    write_llava_answers,
+)
 from tinyllava_plugin_mmmu.parsing import (
     eval_multi_choice,
     eval_open,
@@ -125,7 +132,7 @@ class MMMUBenchmark(Benchmark):
                     },
                 )
             )
-        return items
+        return check_images(items, LAYOUT)
 
     # -- what TinyLLaVA's answers file would hold ------------------------------------------------
     def prediction(self, item: EvalItem, answers: dict[str, str]) -> str | None:

@@ -94,6 +94,8 @@ def mmvet_dir(tmp_path: Path) -> Path:
         },
     }
     (root / "mm-vet.json").write_text(json.dumps(meta))
+    for sample in meta.values():
+        (root / "images" / sample["imagename"]).touch()
     return root
 
 
@@ -102,7 +104,7 @@ ANSWERS = {"v1_0": "It says STOP.", "v1_1": "seven", "v1_2": "nobody"}
 
 def _bench(url: str, **extra: Any) -> MMVetBenchmark:
     return MMVetBenchmark(
-        {"judge_url": url, "api_key_env": "MMVET_TEST_KEY", "rate_limit_wait_s": 0, **extra}
+        {"judge_url": url, "api_key_env": "MMVET_TEST_KEY", "rate_limit_wait_s": 0, "timeout_s": 5, **extra}
     )
 
 
@@ -135,6 +137,9 @@ def test_load_items_and_submission(mmvet_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DataLayoutError, match="mm-vet.json") as err:
         bench.load_items(tmp_path / "empty")
     assert "eval root holding mm-vet/" in str(err.value)
+    (mmvet_dir / "images" / "v1_2.png").unlink()
+    with pytest.raises(DataLayoutError, match="1 of 3 images are missing"):
+        bench.load_items(mmvet_dir)
 
 
 def test_without_judge_score_explains_and_submission_is_written(

@@ -20,7 +20,14 @@ from pydantic import Field
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
 
-from tinyllava_plugin_mmvet._files import Layout, apply_limit, read_json, write_json, write_llava_answers
+from tinyllava_plugin_mmvet._files import (
+    Layout,
+    apply_limit,
+    check_images,
+    read_json,
+    write_json,
+    write_llava_answers,
+)
 from tinyllava_plugin_mmvet.judge import ChatJudge
 
 META_FILE = "mm-vet.json"
@@ -84,7 +91,7 @@ class MMVetBenchmark(Benchmark):
                     },
                 )
             )
-        return items
+        return check_images(items, LAYOUT)
 
     def write_answers(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> list[Path]:
         out_dir = Path(out_dir)

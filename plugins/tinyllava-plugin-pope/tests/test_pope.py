@@ -81,6 +81,8 @@ def pope_dir(tmp_path: Path) -> Path:
         for qid, c in zip(ids, cats, strict=True)
     ]
     (root / "llava_pope_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for row in rows:
+        (root / "val2014" / row["image"]).touch()
     return root
 
 
@@ -122,6 +124,10 @@ def test_missing_answer_is_an_error(pope_dir: Path, tmp_path: Path) -> None:
 
 
 def test_layout_errors(pope_dir: Path) -> None:
+    (pope_dir / "val2014" / "COCO_val2014_000000000003.jpg").unlink()
+    with pytest.raises(DataLayoutError, match="1 of 7 images are missing"):
+        POPEBenchmark().load_items(pope_dir)
+    assert len(POPEBenchmark().load_items(pope_dir, limit=2)) == 2  # only the loaded items are checked
     (pope_dir / "coco" / "coco_pope_popular.json").write_text(json.dumps({"label": "yes"}) + "\n")
     with pytest.raises(DataLayoutError, match="pair by position"):
         POPEBenchmark().load_items(pope_dir)

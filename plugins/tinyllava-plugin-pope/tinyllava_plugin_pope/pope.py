@@ -24,6 +24,7 @@ from tinyllava_plugin_pope._files import (
     SHORT_ANSWER,
     Layout,
     apply_limit,
+    check_images,
     read_jsonl,
     with_suffix,
     write_llava_answers,
@@ -132,7 +133,7 @@ class POPEBenchmark(Benchmark):
                     },
                 )
             )
-        return items
+        return check_images(items, LAYOUT)
 
     def write_answers(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> list[Path]:
         return [

@@ -90,6 +90,10 @@ def sqa_dir(tmp_path: Path) -> Path:
         line("9", "Train?\nA. a\nB. b", False),
     ]
     (root / "llava_test_CQM-A.json").write_text(json.dumps(lines))
+    for entry in lines:
+        if "image" in entry:
+            (root / "images" / "test" / entry["image"]).parent.mkdir(parents=True, exist_ok=True)
+            (root / "images" / "test" / entry["image"]).touch()
     return root
 
 
@@ -130,6 +134,9 @@ def test_answers_file_marks_image_problems(sqa_dir: Path, tmp_path: Path) -> Non
 
 
 def test_layout_errors(sqa_dir: Path) -> None:
+    (sqa_dir / "images" / "test" / "2" / "image.png").unlink()
+    with pytest.raises(DataLayoutError, match="1 of 4 images are missing"):
+        ScienceQABenchmark().load_items(sqa_dir)
     (sqa_dir / "pid_splits.json").unlink()
     with pytest.raises(DataLayoutError) as err:
         ScienceQABenchmark().load_items(sqa_dir)

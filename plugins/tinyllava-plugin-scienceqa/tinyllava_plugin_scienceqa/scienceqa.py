@@ -18,7 +18,14 @@ from typing import Any, ClassVar
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
 
-from tinyllava_plugin_scienceqa._files import Layout, apply_limit, read_json, with_suffix, write_llava_answers
+from tinyllava_plugin_scienceqa._files import (
+    Layout,
+    apply_limit,
+    check_images,
+    read_json,
+    with_suffix,
+    write_llava_answers,
+)
 
 QUESTION_FILE = "llava_test_CQM-A.json"
 LETTER_SUFFIX = "Answer with the option's letter from the given choices directly."
@@ -87,7 +94,7 @@ class ScienceQABenchmark(Benchmark):
                     },
                 )
             )
-        return apply_limit(items, limit)
+        return check_images(apply_limit(items, limit), LAYOUT)
 
     def write_answers(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> list[Path]:
         """LLaVA's answers file; its prompt holds <image> exactly for the problems shown with an image."""

@@ -64,6 +64,7 @@ def gqa_dir(tmp_path: Path) -> Path:
         for k, v in official.items()
     ]
     (root / "llava_gqa_testdev_balanced.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (root / "data" / "images" / "n1.jpg").touch()
     return root
 
 
@@ -118,6 +119,10 @@ def test_missing_prediction_is_an_error(gqa_dir: Path, tmp_path: Path) -> None:
 
 
 def test_layout_errors(gqa_dir: Path) -> None:
+    (gqa_dir / "data" / "images" / "n1.jpg").unlink()
+    with pytest.raises(DataLayoutError, match="4 of 4 images are missing") as err:
+        GQABenchmark().load_items(gqa_dir)
+    assert "n1.jpg" in str(err.value)
     (gqa_dir / "data" / "testdev_balanced_questions.json").unlink()
     with pytest.raises(DataLayoutError) as err:
         GQABenchmark().load_items(gqa_dir)

@@ -41,6 +41,8 @@ def textvqa_dir(tmp_path: Path) -> Path:
         },
     ]
     (root / "llava_textvqa_val_v051_ocr.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    for name in ("img1.jpg", "img2.jpg"):
+        (root / "train_images" / name).touch()
     return root
 
 

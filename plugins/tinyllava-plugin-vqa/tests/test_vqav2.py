@@ -44,6 +44,8 @@ def testdev_dir(tmp_path: Path) -> Path:
     _jsonl(root / "llava_vqav2_mscoco_test-dev2015.jsonl", q)
     extra = {"question_id": 99, "image": "COCO_test2015_000000000003.jpg", "text": "Why?" + SUFFIX}
     _jsonl(root / "llava_vqav2_mscoco_test2015.jsonl", [extra, *q])
+    for row in q:
+        (root / "test2015" / row["image"]).touch()
     return root
 
 
@@ -79,6 +81,8 @@ def _val_dir(tmp_path: Path) -> Path:
         json.dumps({"data_subtype": "val2014", "questions": questions})
     )
     (root / "v2_mscoco_val2014_annotations.json").write_text(json.dumps({"annotations": annotations}))
+    for image_id in (42, 7):
+        (root / "val2014" / f"COCO_val2014_{image_id:012d}.jpg").touch()
     return root
 
 
@@ -165,6 +169,9 @@ def test_val_without_evalai_preprocessing(tmp_path: Path) -> None:
 
 def test_val_layout_error(tmp_path: Path) -> None:
     root = _val_dir(tmp_path)
+    (root / "val2014" / "COCO_val2014_000000000007.jpg").unlink()
+    with pytest.raises(DataLayoutError, match="2 of 4 images are missing"):
+        VQAv2Benchmark({"split": "val"}).load_items(root)
     (root / "v2_mscoco_val2014_annotations.json").unlink()
     with pytest.raises(DataLayoutError, match="v2_mscoco_val2014_annotations.json"):
         VQAv2Benchmark({"split": "val"}).load_items(root)

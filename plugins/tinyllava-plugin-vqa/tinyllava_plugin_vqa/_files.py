@@ -68,6 +68,17 @@ def _alternatives(candidates: tuple[str, ...]) -> str:
     return f" (also looked for: {', '.join(candidates[1:])})" if len(candidates) > 1 else ""
 
 
+def check_images(items: list[EvalItem], layout: Layout) -> list[EvalItem]:
+    """Every image must exist before generation starts, not fail half-way through a long run."""
+    missing = [it for it in items if it.image is not None and not Path(it.image).is_file()]
+    if missing:
+        first = missing[0]
+        raise layout.error(
+            f"{len(missing)} of {len(items)} images are missing, e.g. {first.image} (item {first.item_id})"
+        )
+    return items
+
+
 def read_json(path: Path, layout: Layout) -> Any:
     try:
         with path.open(encoding="utf-8") as fh:

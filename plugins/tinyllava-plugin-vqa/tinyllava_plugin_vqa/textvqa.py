@@ -19,6 +19,7 @@ from tinyllava_plugin_vqa._files import (
     SHORT_ANSWER,
     Layout,
     apply_limit,
+    check_images,
     read_json,
     read_jsonl,
     with_suffix,
@@ -99,7 +100,7 @@ class TextVQABenchmark(Benchmark):
                     },
                 )
             )
-        return items
+        return check_images(items, LAYOUT)
 
     def write_answers(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> list[Path]:
         return [

@@ -24,6 +24,7 @@ from tinyllava_plugin_vqa._files import (
     SHORT_ANSWER,
     Layout,
     apply_limit,
+    check_images,
     read_json,
     read_jsonl,
     with_suffix,
@@ -98,7 +99,7 @@ class VQAv2Benchmark(Benchmark):
                     },
                 )
             )
-        return items
+        return check_images(items, TESTDEV_LAYOUT)
 
     def _load_val(self, data_dir: Path | None, limit: int | None) -> list[EvalItem]:
         root = VAL_LAYOUT.root(data_dir)
@@ -127,7 +128,7 @@ class VQAv2Benchmark(Benchmark):
                     },
                 )
             )
-        return items
+        return check_images(items, VAL_LAYOUT)
 
     # -- answers files ---------------------------------------------------------------------------
     def write_answers(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> list[Path]:
