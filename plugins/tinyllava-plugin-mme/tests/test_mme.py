@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from tinyllava.components.benchmark import DataLayoutError
+from tinyllava.testing.conformance import ComponentConformance
 from tinyllava_plugin_mme.mme import MMEBenchmark, parse_pred, task_metrics
 
 SUFFIX = "Answer the question using a single word or phrase."
@@ -169,3 +171,10 @@ def test_registered_through_entry_points() -> None:
         assert isinstance(get_registry().create("benchmark", "mme", {}), MMEBenchmark)
     finally:
         reset_registry()
+
+
+class TestMMEConformance(ComponentConformance):
+    """The shared contract checks: entry points, an import-light entry module, strict options."""
+
+    kind: ClassVar[str] = "benchmark"
+    name: ClassVar[str] = "mme"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from tinyllava.components.benchmark import DataLayoutError
+from tinyllava.testing.conformance import ComponentConformance
 from tinyllava_plugin_mmmu.mmmu import INVALID, MMMUBenchmark
 
 MC = "Answer with the option's letter from the given choices directly."
@@ -138,3 +140,11 @@ def test_registered_through_entry_points() -> None:
             get_registry().create("benchmark", "mmmu", {"no_image_policy": "skip"})
     finally:
         reset_registry()
+
+
+class TestMMMUConformance(ComponentConformance):
+    """The shared contract checks: entry points, an import-light entry module, strict options."""
+
+    kind: ClassVar[str] = "benchmark"
+    name: ClassVar[str] = "mmmu"
+    options: ClassVar[dict[str, Any]] = {"seed": 3, "no_image_policy": "text_only"}

@@ -7,10 +7,11 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from tinyllava.components.benchmark import DataLayoutError
+from tinyllava.testing.conformance import ComponentConformance
 from tinyllava_plugin_mmvet.judge import JUDGE_PROMPT, RETRY_SUFFIX, grading_message, parse_score
 from tinyllava_plugin_mmvet.mmvet import JudgeNotConfiguredError, MMVetBenchmark
 
@@ -233,3 +234,11 @@ def test_registered_through_entry_points() -> None:
             get_registry().create("benchmark", "mmvet", {"judge_modle": "x"})
     finally:
         reset_registry()
+
+
+class TestMMVetConformance(ComponentConformance):
+    """The shared contract checks: entry points, an import-light entry module, strict options."""
+
+    kind: ClassVar[str] = "benchmark"
+    name: ClassVar[str] = "mmvet"
+    options: ClassVar[dict[str, Any]] = {"judge_url": "http://127.0.0.1:9/v1", "num_runs": 2}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from tinyllava.components.benchmark import DataLayoutError
+from tinyllava.testing.conformance import ComponentConformance
 from tinyllava_plugin_pope.pope import POPEBenchmark, pope_answer, pope_metrics
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
@@ -152,3 +154,10 @@ def test_registered_through_entry_points() -> None:
             get_registry().create("benchmark", "pope", {"eps": 0})
     finally:
         reset_registry()
+
+
+class TestPOPEConformance(ComponentConformance):
+    """The shared contract checks: entry points, an import-light entry module, strict options."""
+
+    kind: ClassVar[str] = "benchmark"
+    name: ClassVar[str] = "pope"

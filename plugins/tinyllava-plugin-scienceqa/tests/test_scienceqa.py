@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from tinyllava.components.benchmark import DataLayoutError
+from tinyllava.testing.conformance import ComponentConformance
 from tinyllava_plugin_scienceqa.scienceqa import ScienceQABenchmark, parse_letter, prediction_index
 
 SUFFIX = "Answer with the option's letter from the given choices directly."
@@ -153,3 +155,10 @@ def test_registered_through_entry_points() -> None:
         assert isinstance(get_registry().create("benchmark", "scienceqa", {}), ScienceQABenchmark)
     finally:
         reset_registry()
+
+
+class TestScienceQAConformance(ComponentConformance):
+    """The shared contract checks: entry points, an import-light entry module, strict options."""
+
+    kind: ClassVar[str] = "benchmark"
+    name: ClassVar[str] = "scienceqa"

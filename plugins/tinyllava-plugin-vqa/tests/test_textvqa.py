@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from tinyllava.components.benchmark import DataLayoutError
+from tinyllava.testing.conformance import ComponentConformance
 from tinyllava_plugin_vqa.textvqa import TextVQABenchmark, question_from_prompt
 
 SUFFIX = "Answer the question using a single word or phrase."
@@ -101,3 +103,25 @@ def test_registered_through_entry_points() -> None:
             registry.create("benchmark", "vqav2", {"splt": "val"})
     finally:
         reset_registry()
+
+
+class TestVQAv2Conformance(ComponentConformance):
+    """The shared contract checks: entry points, an import-light entry module, strict options."""
+
+    kind: ClassVar[str] = "benchmark"
+    name: ClassVar[str] = "vqav2"
+    options: ClassVar[dict[str, Any]] = {"split": "val"}
+
+
+class TestGQAConformance(ComponentConformance):
+    """The shared contract checks: entry points, an import-light entry module, strict options."""
+
+    kind: ClassVar[str] = "benchmark"
+    name: ClassVar[str] = "gqa"
+
+
+class TestTextVQAConformance(ComponentConformance):
+    """The shared contract checks: entry points, an import-light entry module, strict options."""
+
+    kind: ClassVar[str] = "benchmark"
+    name: ClassVar[str] = "textvqa"
