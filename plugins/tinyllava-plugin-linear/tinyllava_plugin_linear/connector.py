@@ -1,0 +1,43 @@
+"""The two simplest connectors: one linear projection, and none at all (the identity)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from tinyllava.components.base import ComponentOptions
+from tinyllava.components.connector import Connector
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+
+class LinearConnector(Connector):
+    """`Linear(D_vision, D_llm)`: TinyLLaVA Factory's `linear`; keeps the number of image tokens."""
+
+    class Options(ComponentOptions):
+        bias: bool = Field(True, description="give the projection a bias (the original has one)")
+
+    def build(self, vision_dim: int, llm_dim: int, num_vision_tokens: int) -> nn.Module:
+        from torch import nn
+
+        return nn.Linear(vision_dim, llm_dim, bias=self.options.bias)
+
+
+class IdentityConnector(Connector):
+    """Passes the vision features through unchanged, so the tower must already speak the LLM's width."""
+
+    class Options(ComponentOptions):
+        pass
+
+    def build(self, vision_dim: int, llm_dim: int, num_vision_tokens: int) -> nn.Module:
+        from torch import nn
+
+        if vision_dim != llm_dim:
+            raise ValueError(
+                f"connector 'identity' needs the vision tower's width to equal the LLM's hidden size, "
+                f"but the tower gives {vision_dim} and the LLM expects {llm_dim}; "
+                f"use connector 'linear' or 'mlp' to project between them"
+            )
+        return nn.Identity()
