@@ -99,7 +99,8 @@ def test_config_commands(tmp_path):
 
 def test_quickstart_config_is_the_builtin_one():
     root = Path(__file__).resolve().parents[1]
-    assert (root / "configs" / "quickstart.yaml").read_text() == (root / "tinyllava_cli" / "quickstart.yaml").read_text()
+    shipped = (root / "tinyllava_cli" / "quickstart.yaml").read_text()
+    assert (root / "configs" / "quickstart.yaml").read_text() == shipped
     proc = tinyllava("config", "validate", str(root / "configs" / "quickstart.yaml"))
     assert proc.returncode == 0, proc.stderr
 

@@ -13,7 +13,7 @@ from tinyllava.data.dataset import Collator, expand_image_tokens, truncate
 from tinyllava.data.images import expand_to_square, preprocess_image
 from tinyllava.data.records import DataError, check_record, load_records
 
-I = IMAGE_TOKEN_INDEX
+IMG = IMAGE_TOKEN_INDEX
 
 
 def conv(*values):
@@ -59,18 +59,18 @@ def test_load_records_skip_mode_counts(tmp_path):
 
 
 def test_expand_image_tokens():
-    ids, labels = expand_image_tokens([1, I, 5, 6], [IGNORE_INDEX, IGNORE_INDEX, 5, 6], 3)
-    assert ids == [1, I, I, I, 5, 6]
+    ids, labels = expand_image_tokens([1, IMG, 5, 6], [IGNORE_INDEX, IGNORE_INDEX, 5, 6], 3)
+    assert ids == [1, IMG, IMG, IMG, 5, 6]
     assert labels == [IGNORE_INDEX] * 4 + [5, 6]
 
 
 def test_truncation_never_cuts_inside_an_image_span():
-    ids = [1, I, I, I, I, 7, 8]
+    ids = [1, IMG, IMG, IMG, IMG, 7, 8]
     labels = [IGNORE_INDEX] * 5 + [7, 8]
     kept, lab, image_kept = truncate(ids, labels, 3)  # the cut would split the span: drop it whole
     assert kept == [1] and lab == [IGNORE_INDEX] and not image_kept
     kept, lab, image_kept = truncate(ids, labels, 6)
-    assert kept == [1, I, I, I, I, 7] and image_kept
+    assert kept == [1, IMG, IMG, IMG, IMG, 7] and image_kept
     assert truncate(ids, labels, 10) == (ids, labels, True)
 
 
@@ -94,12 +94,12 @@ def test_pad_mode_letterboxes_with_the_processor_mean():
 
 def test_collator_pads_right_and_stacks_only_real_images():
     batch = [
-        {"input_ids": torch.tensor([1, I, 3]), "labels": torch.tensor([-100, -100, 3]),
+        {"input_ids": torch.tensor([1, IMG, 3]), "labels": torch.tensor([-100, -100, 3]),
          "pixel_values": torch.zeros(3, 4, 4)},
         {"input_ids": torch.tensor([1, 2]), "labels": torch.tensor([-100, 2])},
     ]
     out = Collator(pad_token_id=0)(batch)
-    assert out["input_ids"].tolist() == [[1, I, 3], [1, 2, 0]]
+    assert out["input_ids"].tolist() == [[1, IMG, 3], [1, 2, 0]]
     assert out["labels"].tolist() == [[-100, -100, 3], [-100, 2, -100]]
     assert out["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert out["pixel_values"].shape == (1, 3, 4, 4)

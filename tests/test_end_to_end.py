@@ -216,3 +216,26 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert result.keys() == reference.keys()
     for key in reference:
         assert (result[key] - reference[key]).abs().max() <= 1e-6, key
+
+
+def test_eval_options_and_isolation(trained, tmp_path):
+    ckpt, _ = trained
+    proc = cli("eval", "--model", str(ckpt), "-b", "pope", "-b", "shapes", "-O", "shapes.per_category=2",
+               "--data", str(tmp_path / "nowhere"), "--output", str(tmp_path / "ev"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # pope has no data: it fails, shapes still runs
+    report = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert "pope" in report["failed"] and "DataLayoutError" in report["failed"]["pope"]
+    assert report["benchmarks"]["shapes"]["questions"] == 10
+    bad = cli("eval", "--model", str(ckpt), "-b", "shapes", "-O", "shapes.per_categroy=2")
+    assert bad.returncode == 2 and "per_categroy" in bad.stderr
+    wrong = cli("eval", "--model", str(ckpt), "-b", "shapes", "-O", "pope.split=x")
+    assert wrong.returncode == 2 and "not among --benchmark" in wrong.stderr
+
+
+def test_eval_option_changes_the_benchmark(trained, tmp_path):
+    ckpt, _ = trained
+    proc = cli("eval", "--model", str(ckpt), "-b", "shapes", "-O", "shapes.per_category=2",
+               "--output", str(tmp_path / "ev"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert report["benchmarks"]["shapes"]["questions"] == 10 and report["failed"] == {}

@@ -99,11 +99,15 @@ def evaluate(
     limit: Annotated[Optional[int], typer.Option("--limit", help="only the first N questions")] = None,  # noqa: UP045
     batch_size: Annotated[int, typer.Option("--batch-size", help="questions per generate() call")] = 16,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="results folder")] = None,  # noqa: UP045
+    option: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--option", "-O", help="a benchmark option, e.g. -O mmvet.judge_model=gpt-4o (repeatable)"),
+    ] = None,
 ) -> None:
     """Evaluate a checkpoint on one or more benchmarks; print tables and write JSON."""
     from tinyllava_cli.commands.evaluate import evaluate as run
 
-    raise typer.Exit(run(model, benchmark, data, limit, batch_size, output))
+    raise typer.Exit(run(model, benchmark, data, limit, batch_size, output, option or []))
 
 
 @app.command()

@@ -2,39 +2,59 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 from tinyllava_cli.commands.common import console, fail
 
 
+def parse_options(benchmarks: list[str], options: list[str]) -> dict[str, dict[str, Any]]:
+    """`-O name.key=value` -> {name: {key: value}}; values follow YAML scalar rules."""
+    from tinyllava.spec.overrides import parse_value
+
+    parsed: dict[str, dict[str, Any]] = {name: {} for name in benchmarks}
+    for item in options:
+        key, sep, text = item.partition("=")
+        name, dot, field = key.partition(".")
+        if not sep or not dot or not field:
+            raise ValueError(f"option {item!r}: expected BENCHMARK.KEY=VALUE, e.g. mmvet.judge_model=gpt-4o")
+        if name not in parsed:
+            raise ValueError(f"option {item!r}: benchmark {name!r} is not among --benchmark {', '.join(benchmarks)}")
+        parsed[name][field] = parse_value(text)
+    return parsed
+
+
 def evaluate(model: Path, benchmarks: list[str], data: Path | None, limit: int | None, batch_size: int,
-             output: Path | None) -> int:
+             output: Path | None, options: list[str]) -> int:
+    from pydantic import ValidationError
+
     from tinyllava.checkpoint.load import CheckpointError
-    from tinyllava.components.benchmark import DataLayoutError
+    from tinyllava.eval.runner import run_benchmarks
     from tinyllava.inference import Pipeline
     from tinyllava.plugins.registry import ComponentNotFoundError, get_registry
-
-    from tinyllava.eval.runner import run_benchmarks
+    from tinyllava.spec.errors import pydantic_problems
 
     registry = get_registry()
     try:
-        chosen = [(name, registry.create("benchmark", name, {})) for name in benchmarks]
+        per_bench = parse_options(benchmarks, options)
+        chosen = [(name, registry.create("benchmark", name, per_bench[name])) for name in benchmarks]
     except ComponentNotFoundError as exc:
+        return fail(str(exc))
+    except ValidationError as exc:
+        return fail("bad benchmark option: " + "; ".join(pydantic_problems(exc)))
+    except ValueError as exc:
         return fail(str(exc))
     try:
         pipeline = Pipeline.from_checkpoint(model)
     except (CheckpointError, FileNotFoundError) as exc:
         return fail(str(exc))
     out = output or (Path(model) / "eval")
-    try:
-        report = run_benchmarks(pipeline, chosen, data_dir=data, limit=limit, batch_size=batch_size,
-                                output_dir=out, console=console, registry=registry)
-    except (DataLayoutError, ValueError) as exc:
-        return fail(str(exc))
+    report = run_benchmarks(pipeline, chosen, data_dir=data, limit=limit, batch_size=batch_size,
+                            output_dir=out, console=console, registry=registry)
     for name, entry in report["benchmarks"].items():
         console.print(f"{name}: {entry['questions']} questions in {entry['seconds']}s "
                       f"({entry['answers_per_second']} answers/s at batch {batch_size})")
     console.print(f"results: {report['results_file']}")
-    _ = json  # results are written by the runner
+    if report["failed"]:
+        return fail(f"{len(report['failed'])} benchmark(s) failed: {', '.join(report['failed'])}", code=1)
     return 0

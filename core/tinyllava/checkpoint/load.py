@@ -88,7 +88,8 @@ def load_checkpoint(path: Path, registry: Any = None, device: str | None = None,
     missing, unexpected = load_model(model, str(path / manifest["weights"]), strict=False)
     if missing or unexpected:
         raise CheckpointError(
-            f"{path}: weights do not match the model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            f"{path}: weights do not match the model: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
         )
     if dtype is not None:
         model = model.to(dtype)

@@ -59,32 +59,46 @@ def run_benchmarks(
     console: Console | None = None,
     registry: Any = None,
 ) -> dict[str, Any]:
+    """Each benchmark is isolated: one that fails is recorded with its error and the others still run.
+
+    results.json is rewritten after every benchmark, so an interrupted run keeps what it finished.
+    """
     console = console or Console()
     output_dir.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"model": str(pipeline.loaded.path), "benchmarks": {}}
-    for name, bench in benchmarks:
-        items = bench.load_items(data_dir, limit)
-        started = time.time()
-        answers = generate_answers(pipeline, items, batch_size, console)
-        seconds = time.time() - started
-        bench_dir = output_dir / name
-        bench_dir.mkdir(parents=True, exist_ok=True)
-        files = bench.write_answers(items, answers, bench_dir)
-        result = bench.score(items, answers, bench_dir)
-        print_result(console, name, result)
-        entry = {
-            "metrics": result.metrics,
-            "questions": len(items),
-            "seconds": round(seconds, 3),
-            "answers_per_second": round(len(items) / seconds, 3) if seconds > 0 else None,
-            "batch_size": batch_size,
-            "files": [str(f) for f in [*files, *result.files]],
-        }
-        report["benchmarks"][name] = entry
-        if registry is not None:
-            registry.call_lifecycle("after_evaluation", benchmark=name, metrics=result.metrics,
-                                    output_dir=str(bench_dir))
     results_file = output_dir / "results.json"
-    results_file.write_text(json.dumps(report, indent=2))
+    report: dict[str, Any] = {"model": str(pipeline.loaded.path), "benchmarks": {}, "failed": {}}
+    for name, bench in benchmarks:
+        try:
+            report["benchmarks"][name] = _run_one(pipeline, name, bench, data_dir, limit, batch_size, output_dir,
+                                                  console, registry)
+        except Exception as exc:  # noqa: BLE001 - isolate benchmarks from each other
+            report["failed"][name] = f"{type(exc).__name__}: {exc}"
+            console.print(f"[bold red]{name} failed:[/] {type(exc).__name__}: {exc}", highlight=False)
+        results_file.write_text(json.dumps(report, indent=2))
     report["results_file"] = str(results_file)
     return report
+
+
+def _run_one(pipeline: Pipeline, name: str, bench: Any, data_dir: Path | None, limit: int | None,
+             batch_size: int, output_dir: Path, console: Console, registry: Any) -> dict[str, Any]:
+    items = bench.load_items(data_dir, limit)
+    started = time.time()
+    answers = generate_answers(pipeline, items, batch_size, console)
+    seconds = time.time() - started
+    bench_dir = output_dir / name
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    files = bench.write_answers(items, answers, bench_dir)
+    result = bench.score(items, answers, bench_dir)
+    print_result(console, name, result)
+    entry = {
+        "metrics": result.metrics,
+        "questions": len(items),
+        "seconds": round(seconds, 3),
+        "answers_per_second": round(len(items) / seconds, 3) if seconds > 0 else None,
+        "batch_size": batch_size,
+        "files": [str(f) for f in [*files, *result.files]],
+    }
+    if registry is not None:
+        registry.call_lifecycle("after_evaluation", benchmark=name, metrics=result.metrics,
+                                output_dir=str(bench_dir))
+    return entry

@@ -85,6 +85,7 @@ def run_training(spec: RunSpec, *, resume: bool = False, console: Console | None
 
     import torch
     from transformers import TrainingArguments, set_seed
+    from transformers.utils import logging as hf_logging
 
     from tinyllava.checkpoint import load_checkpoint, save_checkpoint
     from tinyllava.data.dataset import Collator, SupervisedDataset
@@ -92,8 +93,6 @@ def run_training(spec: RunSpec, *, resume: bool = False, console: Console | None
     from tinyllava.model.build import build_fresh
     from tinyllava.plugins.registry import get_registry
     from tinyllava.training.trainer import RichProgressCallback, TinyLlavaTrainer
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own rich bars instead of tqdm's "Writing model shards"
     console = console or Console()

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from tinyllava_plugin_mme.mme import MMEBenchmark, parse_pred, task_metrics
+
 from tinyllava.components.benchmark import DataLayoutError
 from tinyllava.testing.conformance import ComponentConformance
-from tinyllava_plugin_mme.mme import MMEBenchmark, parse_pred, task_metrics
 
 SUFFIX = "Answer the question using a single word or phrase."
 

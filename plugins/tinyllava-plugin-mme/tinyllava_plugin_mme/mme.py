@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
-
 from tinyllava_plugin_mme._files import (
     SHORT_ANSWER,
     Layout,

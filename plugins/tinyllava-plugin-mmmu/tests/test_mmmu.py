@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from tinyllava_plugin_mmmu.mmmu import INVALID, MMMUBenchmark
+
 from tinyllava.components.benchmark import DataLayoutError
 from tinyllava.testing.conformance import ComponentConformance
-from tinyllava_plugin_mmmu.mmmu import INVALID, MMMUBenchmark
 
 MC = "Answer with the option's letter from the given choices directly."
 OPEN = "Answer the question using a single word or phrase."

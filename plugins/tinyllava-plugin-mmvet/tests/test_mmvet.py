@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from tinyllava.components.benchmark import DataLayoutError
-from tinyllava.testing.conformance import ComponentConformance
 from tinyllava_plugin_mmvet.judge import JUDGE_PROMPT, RETRY_SUFFIX, grading_message, parse_score
 from tinyllava_plugin_mmvet.mmvet import JudgeNotConfiguredError, MMVetBenchmark
+
+from tinyllava.components.benchmark import DataLayoutError
+from tinyllava.testing.conformance import ComponentConformance
 
 
 class FakeJudge:

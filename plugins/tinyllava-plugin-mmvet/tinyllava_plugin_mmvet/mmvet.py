@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
+
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
-
 from tinyllava_plugin_mmvet._files import (
     Layout,
     apply_limit,

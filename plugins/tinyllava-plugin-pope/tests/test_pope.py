@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from tinyllava_plugin_pope.pope import POPEBenchmark, pope_answer, pope_metrics
+
 from tinyllava.components.benchmark import DataLayoutError
 from tinyllava.testing.conformance import ComponentConformance
-from tinyllava_plugin_pope.pope import POPEBenchmark, pope_answer, pope_metrics
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 

@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
-
 from tinyllava_plugin_pope._files import (
     SHORT_ANSWER,
     Layout,

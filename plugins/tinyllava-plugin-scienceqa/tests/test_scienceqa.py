@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from tinyllava_plugin_scienceqa.scienceqa import ScienceQABenchmark, parse_letter, prediction_index
+
 from tinyllava.components.benchmark import DataLayoutError
 from tinyllava.testing.conformance import ComponentConformance
-from tinyllava_plugin_scienceqa.scienceqa import ScienceQABenchmark, parse_letter, prediction_index
 
 SUFFIX = "Answer with the option's letter from the given choices directly."
 

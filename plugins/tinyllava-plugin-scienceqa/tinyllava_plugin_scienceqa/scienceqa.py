@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
-
 from tinyllava_plugin_scienceqa._files import (
     Layout,
     apply_limit,

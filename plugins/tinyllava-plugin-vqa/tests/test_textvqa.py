@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from tinyllava_plugin_vqa.textvqa import TextVQABenchmark, question_from_prompt
+
 from tinyllava.components.benchmark import DataLayoutError
 from tinyllava.testing.conformance import ComponentConformance
-from tinyllava_plugin_vqa.textvqa import TextVQABenchmark, question_from_prompt
 
 SUFFIX = "Answer the question using a single word or phrase."
 

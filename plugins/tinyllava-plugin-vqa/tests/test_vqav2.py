@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from tinyllava.components.benchmark import DataLayoutError
 from tinyllava_plugin_vqa.vqav2 import VQAv2Benchmark
+
+from tinyllava.components.benchmark import DataLayoutError
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 
