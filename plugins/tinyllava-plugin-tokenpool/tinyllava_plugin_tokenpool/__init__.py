@@ -1,0 +1,11 @@
+"""Entry module of the token-pooling connector plugin: registration only, nothing heavy imported."""
+
+from tinyllava.plugins import hookimpl
+
+
+@hookimpl
+def register_connectors() -> dict[str, str]:
+    return {
+        "pixel_shuffle": "tinyllava_plugin_tokenpool.connector:PixelShuffleConnector",
+        "ldp": "tinyllava_plugin_tokenpool.connector:LDPConnector",
+    }
