@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -103,6 +106,16 @@ def test_naflex_checkpoint_is_refused_with_the_right_tower_named(tmp_path):
     Siglip2VisionModel(config).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="siglip2"):
         get_registry().create("vision_tower", "siglip", {"source": str(tmp_path)}).build()
+
+
+def test_component_module_is_import_light():
+    """Listing, validating and schema generation load the tower module; that must not load torch."""
+    code = ("import sys, tinyllava_plugin_siglip.tower as t\n"
+            "t.SiglipTower.Options.model_json_schema()\n"
+            "t.Siglip2Tower.Options.model_validate({'config': {}})\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr
 
 
 def test_options_validation():

@@ -1,4 +1,7 @@
-"""SigLIP and SigLIP2 (NaFlex) vision towers: pretrained (hub id or local folder) or a fresh tiny config."""
+"""SigLIP and SigLIP2 (NaFlex) vision towers: pretrained (hub id or local folder) or a fresh tiny config.
+
+Import-light like every component module: torch and transformers load inside the methods that use them.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,12 @@ from pydantic import Field, model_validator
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.vision_tower import FeatureSelectionOptions, VisionParts, VisionTower
-from tinyllava.model.vision import HFVisionEncoder
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
     from torch import nn
+
+    from tinyllava.model.vision import HFVisionEncoder
+    from tinyllava_plugin_siglip.encoder import Siglip2Encoder
 
 SIGLIP_MEAN = [0.5, 0.5, 0.5]
 SIGLIP_STD = [0.5, 0.5, 0.5]
@@ -89,6 +93,8 @@ class SiglipTower(VisionTower):
     Options: ClassVar[type[ComponentOptions]] = SiglipOptions
 
     def _wrap(self, model: Any) -> HFVisionEncoder:
+        from tinyllava.model.vision import HFVisionEncoder
+
         cfg = model.config
         opts: SiglipOptions = self.options  # type: ignore[assignment]
         drop_pooling_head(model)
@@ -131,52 +137,6 @@ class SiglipTower(VisionTower):
         return self._wrap(SiglipVisionModel(SiglipVisionConfig.from_dict(vision_config)))
 
 
-class Siglip2Encoder(HFVisionEncoder):
-    """Feeds (B, 3, H, W) pixels to the NaFlex model, which wants patch rows plus their grid shape.
-
-    The patch layout matches transformers' SigLIP2 processor (row-major patches, each flattened as
-    (patch_row, patch_col, channel)); every patch is real, so the attention mask is all ones.
-    """
-
-    def __init__(self, model: nn.Module, *, patch_size: int, **kwargs: Any) -> None:
-        super().__init__(model, has_cls=False, **kwargs)
-        self.patch_size = patch_size
-
-    def patchify(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, H, W) -> patches (B, h*w, p*p*C) and spatial shapes (B, 2) = (h, w) per image."""
-        import torch
-
-        batch, channels, height, width = pixel_values.shape
-        p = self.patch_size
-        if height % p or width % p:
-            raise ValueError(f"siglip2 input {height}x{width} is not a multiple of patch_size {p}")
-        rows, cols = height // p, width // p
-        patches = (
-            pixel_values.reshape(batch, channels, rows, p, cols, p)
-            .permute(0, 2, 4, 3, 5, 1)
-            .reshape(batch, rows * cols, p * p * channels)
-        )
-        shapes = torch.tensor([rows, cols], device=pixel_values.device).expand(batch, 2)
-        return patches, shapes
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        dtype = next(self.model.parameters()).dtype
-        patches, shapes = self.patchify(pixel_values)
-        mask = torch.ones(patches.shape[:2], dtype=torch.long, device=patches.device)
-        out = self.model(
-            pixel_values=patches.to(dtype),
-            pixel_attention_mask=mask,
-            spatial_shapes=shapes,
-            output_hidden_states=True,
-        )
-        feats = out.hidden_states[self.feature_index]
-        if self.final_norm_path:
-            feats = self.model.get_submodule(self.final_norm_path)(feats)
-        return feats
-
-
 class Siglip2Tower(VisionTower):
     """`Siglip2VisionModel` (the NaFlex checkpoints, model_type `siglip2`) at one fixed square resolution.
 
@@ -187,6 +147,8 @@ class Siglip2Tower(VisionTower):
     Options: ClassVar[type[ComponentOptions]] = Siglip2Options
 
     def _wrap(self, model: Any, height: int, width: int) -> Siglip2Encoder:
+        from tinyllava_plugin_siglip.encoder import Siglip2Encoder
+
         opts: Siglip2Options = self.options  # type: ignore[assignment]
         patch = int(model.config.patch_size)
         if height % patch or width % patch:
