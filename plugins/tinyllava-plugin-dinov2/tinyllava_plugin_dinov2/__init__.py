@@ -1,0 +1,8 @@
+"""Entry module of the dinov2 plugin: registration only, nothing heavy imported."""
+
+from tinyllava.plugins import hookimpl
+
+
+@hookimpl
+def register_vision_towers() -> dict[str, str]:
+    return {"dinov2": "tinyllava_plugin_dinov2.tower:Dinov2Tower"}
