@@ -1,0 +1,40 @@
+"""Phi LLMs: Phi-2 (`phi`, PhiForCausalLM) and Phi-3 / 3.5 / 4-mini (`phi3`, Phi3ForCausalLM), by model_type."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from tinyllava_plugin_native.family import FamilyLLM
+from tinyllava_plugin_native.tokenizer import TokenizerSpec
+
+# Written for the local test tokenizer (not Microsoft's text): `<|role|>\n{content}<|end|>\n` per turn.
+PHI3_CHAT = (
+    "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+class PhiLLM(FamilyLLM):
+    """Tokenizer quirk (as the original): Phi-2 has no pad, so pad = unk = `<|endoftext|>` = eos.
+
+    pad == eos is harmless here: the collator builds attention masks from lengths, so a trained
+    `<|endoftext|>` stays attended and keeps its label.
+    """
+
+    family: ClassVar[str] = "phi"
+    architectures: ClassVar[dict[str, str]] = {"phi": "PhiForCausalLM", "phi3": "Phi3ForCausalLM"}
+    unsupported: ClassVar[dict[str, str]] = {
+        "phimoe": "Phi-3.5-MoE is not covered by this plugin.",
+        "phi4_multimodal": "Phi-4-multimodal is a multimodal model, not a text LLM.",
+    }
+
+    def tokenizer_spec(self, model_type: str) -> TokenizerSpec:
+        if model_type == "phi3":  # a Llama-style vocabulary plus Phi-3's chat tokens
+            return TokenizerSpec(
+                special=("<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>", "<|system|>",
+                         "<|user|>"),
+                bos="<s>", eos="<|endoftext|>", unk="<unk>", pad="<|endoftext|>", chat_template=PHI3_CHAT,
+            )
+        # Phi-2 (CodeGen vocabulary): one special token plays bos, eos and unk; there is no pad
+        return TokenizerSpec(special=("<|endoftext|>",), bos="<|endoftext|>", eos="<|endoftext|>",
+                             unk="<|endoftext|>")
