@@ -1,0 +1,52 @@
+"""Qwen LLMs: Qwen 1.5 / 2 / 2.5 (`qwen2`, Qwen2ForCausalLM) and Qwen 3 (`qwen3`, Qwen3ForCausalLM), by model_type."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from tinyllava_plugin_native.family import FamilyLLM
+from tinyllava_plugin_native.tokenizer import TokenizerSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
+
+ENDOFTEXT = "<|endoftext|>"
+# ChatML, written for the local test tokenizer: `<|im_start|>{role}\n{content}<|im_end|>\n` per turn.
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+class QwenLLM(FamilyLLM):
+    """Tokenizer quirk: Qwen has no unk and no bos; pad = `<|endoftext|>` (the original then sets unk = pad).
+
+    For base checkpoints `<|endoftext|>` is also eos, so pad == eos; the collator masks by length, so
+    the trained eos stays attended.
+    """
+
+    family: ClassVar[str] = "qwen"
+    architectures: ClassVar[dict[str, str]] = {"qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+    unsupported: ClassVar[dict[str, str]] = {
+        "qwen": "First-generation Qwen needs remote code; use Qwen 1.5 or later (model_type qwen2).",
+        "qwen2_moe": "Qwen MoE models are not covered by this plugin.",
+        "qwen3_moe": "Qwen MoE models are not covered by this plugin.",
+        "qwen2_vl": "Qwen2-VL is a multimodal model, not a text LLM.",
+        "qwen2_5_vl": "Qwen2.5-VL is a multimodal model, not a text LLM.",
+    }
+
+    def tokenizer_spec(self, model_type: str) -> TokenizerSpec:
+        """As the base checkpoints ship: eos = pad = `<|endoftext|>`, ChatML turn tokens, no bos, no unk."""
+        return TokenizerSpec(
+            special=(ENDOFTEXT, "<|im_start|>", "<|im_end|>"),
+            eos=ENDOFTEXT, pad=ENDOFTEXT, chat_template=CHATML,
+            added=("<think>", "</think>") if model_type == "qwen3" else (),
+        )
+
+    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+        if tokenizer.pad_token is None:
+            has_endoftext = ENDOFTEXT in tokenizer.get_vocab()
+            tokenizer.pad_token = ENDOFTEXT if has_endoftext else tokenizer.eos_token
+        if tokenizer.unk_token is None:
+            tokenizer.unk_token = tokenizer.pad_token
+        return tokenizer
