@@ -156,3 +156,27 @@ class TestDinov2RegistersConformance(VisionTowerConformance):
     name = "dinov2"
     options = {"config": {**REGISTERS, "num_hidden_layers": 2}, "feature_strategy": "cls_patch"}
     image_size = 32
+
+
+def test_saved_and_reloaded_model(tmp_path):
+    """Through the core: the checkpoint's processor (crop size) and config rebuild the register variant."""
+    import copy
+
+    from tinyllava.checkpoint.load import load_checkpoint
+    from tinyllava.checkpoint.save import save_checkpoint
+    from tinyllava.model.build import build_fresh
+    from tinyllava.spec.runspec import ModelSpec
+    from tinyllava.testing import TINY_MODEL
+
+    torch.manual_seed(0)
+    spec = {**copy.deepcopy(TINY_MODEL), "vision_tower": {"name": "dinov2", "config": REGISTERS}}
+    built = build_fresh(get_registry(), ModelSpec.model_validate(spec))
+    save_checkpoint(tmp_path, built.model, built.tokenizer, built.image_processor,
+                    chat_template={"name": "llama", "options": {}})
+    loaded = load_checkpoint(tmp_path)
+    assert type(loaded.model.vision_tower.model).__name__ == "Dinov2WithRegistersModel"
+    assert loaded.model.vision_tower.num_tokens == 16
+    pixels = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = built.model.eval().vision_tower(pixels)
+        assert torch.allclose(loaded.model.vision_tower(pixels), expected, atol=1e-6)

@@ -125,3 +125,35 @@ class TestSiglip2Conformance(VisionTowerConformance):
     name = "siglip2"
     options = {"config": {**CONFIG, "num_hidden_layers": 2}}
     image_size = 32
+
+
+@pytest.mark.parametrize("tower_spec", [
+    {"name": "siglip", "drop_first_patch": True,
+     "config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "image_size": 32, "patch_size": 8}},
+    {"name": "siglip2", "image_size": 48, "config": CONFIG},
+])
+def test_saved_and_reloaded_model(tmp_path, tower_spec):
+    """Through the core: the checkpoint's image processor and vision config rebuild the same tower."""
+    import copy
+
+    from tinyllava.checkpoint.load import load_checkpoint
+    from tinyllava.checkpoint.save import save_checkpoint
+    from tinyllava.model.build import build_fresh
+    from tinyllava.spec.runspec import ModelSpec
+    from tinyllava.testing import TINY_MODEL
+
+    torch.manual_seed(0)
+    spec = {**copy.deepcopy(TINY_MODEL), "vision_tower": tower_spec}
+    built = build_fresh(get_registry(), ModelSpec.model_validate(spec))
+    save_checkpoint(tmp_path, built.model, built.tokenizer, built.image_processor,
+                    chat_template={"name": "llama", "options": {}})
+    loaded = load_checkpoint(tmp_path)
+    size = built.image_processor.size.height
+    assert loaded.image_processor.size.height == size
+    tokens = {32: 15, 48: 36}[size]
+    assert loaded.model.vision_tower.num_tokens == built.model.vision_tower.num_tokens == tokens
+    pixels = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        expected = built.model.eval().vision_tower(pixels)
+        assert torch.allclose(loaded.model.vision_tower(pixels), expected, atol=1e-6)
