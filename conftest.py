@@ -1,4 +1,7 @@
-"""Shared test setup: one torch thread (two threads made steps 60x slower next to another process)."""
+"""Shared test setup for tests/ and every plugin's tests.
+
+One torch thread: with another process on the other core, two threads made a training step 60x slower.
+"""
 
 from __future__ import annotations
 
