@@ -141,6 +141,8 @@ def test_options_validation():
         cls.Options.model_validate({})
     with pytest.raises(ValidationError):
         cls.Options.model_validate({"config": {}, "feature_strategy": "registers"})
+    with pytest.raises(ValidationError, match="`config` only"):
+        cls.Options.model_validate({"source": "facebook/dinov2-large", "image_std": [0.1] * 3})
 
 
 from tinyllava.testing.conformance import VisionTowerConformance  # noqa: E402

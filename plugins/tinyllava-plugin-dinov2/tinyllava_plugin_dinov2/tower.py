@@ -35,6 +35,8 @@ class Dinov2Options(FeatureSelectionOptions):
     def _one_source(self) -> Dinov2Options:
         if (self.source is None) == (self.config is None):
             raise ValueError("give exactly one of `source` (pretrained) or `config` (random init)")
+        if self.source is not None and (self.image_mean or self.image_std):
+            raise ValueError("image_mean/image_std apply to `config` only; `source` brings its own processor")
         return self
 
 

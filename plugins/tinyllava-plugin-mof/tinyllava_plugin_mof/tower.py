@@ -67,8 +67,10 @@ class MoFTower(VisionTower):
         from tinyllava_plugin_mof.modules import MoFEncoder
 
         opts: MoFOptions = self.options  # type: ignore[assignment]
-        stats = (list(image_processor.image_mean), list(image_processor.image_std))
-        return MoFEncoder(clip, dinov2, stats if opts.renormalize_dinov2 else None)
+        stats = None
+        if opts.renormalize_dinov2:  # the statistics the CLIP processor normalised with
+            stats = (list(image_processor.image_mean), list(image_processor.image_std))
+        return MoFEncoder(clip, dinov2, stats)
 
     def build(self) -> VisionParts:
         clip_tower, dinov2_tower = self._towers()

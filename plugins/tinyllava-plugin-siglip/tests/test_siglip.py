@@ -127,6 +127,8 @@ def test_options_validation():
     with pytest.raises(ValidationError):
         cls.Options.model_validate({"config": {}, "feature_strategy": "middle"})
     assert cls.Options.model_validate({"config": {}}).drop_first_patch is False
+    with pytest.raises(ValidationError, match="`config` only"):
+        cls.Options.model_validate({"source": "google/siglip-so400m-patch14-384", "image_mean": [0.1] * 3})
 
 
 from tinyllava.testing.conformance import VisionTowerConformance  # noqa: E402

@@ -33,6 +33,8 @@ class _SourceOptions(FeatureSelectionOptions):
     def _one_source(self) -> _SourceOptions:
         if (self.source is None) == (self.config is None):
             raise ValueError("give exactly one of `source` (pretrained) or `config` (random init)")
+        if self.source is not None and (self.image_mean or self.image_std):
+            raise ValueError("image_mean/image_std apply to `config` only; `source` brings its own processor")
         return self
 
 
