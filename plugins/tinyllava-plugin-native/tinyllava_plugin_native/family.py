@@ -48,7 +48,10 @@ class FamilyOptions(ComponentOptions):
         default_factory=list, description="with `config`: extra text the local tokenizer learns merges from"
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="weights dtype")
-    attn_implementation: str | None = Field("sdpa", description="eager, sdpa, flash_attention_2 ...")
+    attn_implementation: str | None = Field(
+        None, description="eager, sdpa, flash_attention_2 ...; None: transformers' choice (sdpa where the "
+        "architecture supports it, else eager: Gemma 2 has no sdpa)"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> FamilyOptions:

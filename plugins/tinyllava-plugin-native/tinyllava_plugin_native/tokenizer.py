@@ -15,7 +15,8 @@ class TokenizerSpec:
     """The special tokens of a family's tokenizer and which of them play bos/eos/unk/pad.
 
     `special` tokens come first in the vocabulary (ids 0, 1, ...), in this order; `added` are extra
-    non-special added tokens (e.g. Qwen 3's `<think>`); `chat_template` is a Jinja template or None.
+    non-special added tokens (e.g. Qwen 3's `<think>`); `chat_template` is a Jinja template or None;
+    `add_bos`: plain `tokenizer(text)` calls prepend bos, as Gemma's and Llama-style tokenizers do.
     """
 
     special: tuple[str, ...]
@@ -26,16 +27,19 @@ class TokenizerSpec:
     added: tuple[str, ...] = ()
     chat_template: str | None = None
     extra_corpus: tuple[str, ...] = field(default=())
+    add_bos: bool = False
 
     def __post_init__(self) -> None:
         for role in (self.eos, self.bos, self.unk, self.pad):
             if role is not None and role not in self.special:
                 raise ValueError(f"{role!r} must be one of the special tokens {self.special}")
+        if self.add_bos and self.bos is None:
+            raise ValueError("add_bos needs a bos token")
 
 
 def build_family_tokenizer(spec: TokenizerSpec, corpus: list[str], vocab_size: int) -> Any:
     """Deterministic: the same spec, corpus and size give the same vocabulary, merges and ids."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=spec.unk))
@@ -48,6 +52,11 @@ def build_family_tokenizer(spec: TokenizerSpec, corpus: list[str], vocab_size: i
         show_progress=False,
     )
     tok.train_from_iterator([*corpus, *spec.extra_corpus], trainer=trainer)
+    if spec.add_bos:
+        bos_id = tok.token_to_id(spec.bos)
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{spec.bos} $A", pair=f"{spec.bos} $A {spec.bos} $B", special_tokens=[(spec.bos, bos_id)]
+        )
     if spec.added:
         tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in spec.added])
     wrapped = PreTrainedTokenizerFast(

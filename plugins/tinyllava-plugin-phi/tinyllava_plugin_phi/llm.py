@@ -34,6 +34,7 @@ class PhiLLM(FamilyLLM):
                 special=("<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>", "<|system|>",
                          "<|user|>"),
                 bos="<s>", eos="<|endoftext|>", unk="<unk>", pad="<|endoftext|>", chat_template=PHI3_CHAT,
+                add_bos=True,
             )
         # Phi-2 (CodeGen vocabulary): one special token plays bos, eos and unk; there is no pad
         return TokenizerSpec(special=("<|endoftext|>",), bos="<|endoftext|>", eos="<|endoftext|>",
