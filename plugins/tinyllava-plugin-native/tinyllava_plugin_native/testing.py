@@ -1,0 +1,54 @@
+"""Test helper for the family plugins: write a tiny random transformers model as an F32 GGUF file.
+
+It lets each family test its `gguf_file` path offline, without a real GGUF download. Only what
+transformers' GGUF loader reads is written (hyper-parameters, token ids, tensors under llama.cpp's names);
+there is no tokenizer in the file, so load it with the `tokenizer` option pointing at a saved folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def write_tiny_gguf(model: Any, arch: str, path: Path) -> Path:
+    """`arch` is llama.cpp's architecture name (qwen2, qwen3, phi3, stablelm, gemma2, gemma3 ...)."""
+    import gguf
+
+    cfg = model.config
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], cfg.num_hidden_layers)
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_vocab_size(cfg.vocab_size)
+    if getattr(cfg, "rms_norm_eps", None) is not None:
+        writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    if getattr(cfg, "layer_norm_eps", None) is not None:
+        writer.add_layer_norm_eps(cfg.layer_norm_eps)
+    if getattr(cfg, "head_dim", None) is not None:
+        writer.add_key_length(cfg.head_dim)
+        writer.add_value_length(cfg.head_dim)
+    for role in ("bos", "eos", "pad"):
+        token_id = getattr(cfg, f"{role}_token_id", None)
+        if isinstance(token_id, int):
+            getattr(writer, f"add_{role}_token_id")(token_id)
+    for name, tensor in model.state_dict().items():
+        module, _, kind = name.rpartition(".")
+        gguf_name = names.get_name(module)
+        if gguf_name is None:
+            if name == "lm_head.weight" and cfg.tie_word_embeddings:
+                continue  # tied: llama.cpp stores only the embedding
+            raise ValueError(f"no GGUF name for {name} in architecture {arch}")
+        data = tensor.detach().float().numpy()
+        if arch.startswith("gemma") and name.endswith("norm.weight"):
+            data = data + 1.0  # llama.cpp stores Gemma's norm weights as 1 + w
+        writer.add_tensor(f"{gguf_name}.{kind}", data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
