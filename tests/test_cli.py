@@ -72,7 +72,8 @@ def test_console_script_version_and_plugins_json():
 def test_components_json_by_kind():
     proc = tinyllava("components", "--kind", "connector", "--json")
     rows = json.loads(proc.stdout)
-    assert {"kind": "connector", "name": "mlp"}.items() <= rows[0].items()
+    mlp = next(r for r in rows if r["name"] == "mlp")
+    assert mlp["distribution"] == "tinyllava-plugin-mlp" and mlp["reference"].endswith(":MLPConnector")
     assert all(r["kind"] == "connector" for r in rows)
     bad = tinyllava("components", "--kind", "nope")
     assert bad.returncode == 2 and "unknown kind" in bad.stderr

@@ -10,12 +10,14 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+# Saturated colours whose RGB directions are far apart: a tower's layer norm keeps a patch's colour
+# direction but not its brightness, so red (230,30,30) and yellow (240,220,30) looked almost alike.
 COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (230, 30, 30),
-    "green": (30, 200, 60),
-    "blue": (40, 80, 240),
-    "yellow": (240, 220, 30),
-    "purple": (160, 50, 200),
+    "red": (255, 0, 0),
+    "green": (0, 255, 0),
+    "blue": (0, 0, 255),
+    "yellow": (255, 255, 0),
+    "cyan": (0, 255, 255),
 }
 SHAPES = ("circle", "square", "triangle")
 POSITIONS = ("top left", "top right", "bottom left", "bottom right")
