@@ -34,6 +34,8 @@ def test_unknown_model_types_are_refused_with_the_members_and_the_hint():
         ToyLLM({"config": {"model_type": "llama"}}).build()
     with pytest.raises(ValueError, match="'mistral'. Pick the LLM plugin of that family"):
         ToyLLM({"config": {"model_type": "mistral"}}).build()
+    with pytest.raises(ValueError, match="vocab_size 100 is smaller than the local tokenizer"):
+        ToyLLM({"config": {**TINY, "vocab_size": 100}}).build()
 
 
 def test_a_gguf_of_another_architecture_is_refused_before_its_tensors(tmp_path, monkeypatch):

@@ -128,6 +128,9 @@ class FamilyLLM(LLM):
             "pad_token_id": tokenizer.pad_token_id,
         }
         config = self._attn(AutoConfig.for_model(model_type, **{**ids, **fields}))
+        if config.vocab_size < len(tokenizer):
+            raise ValueError(f"config vocab_size {config.vocab_size} is smaller than the local tokenizer "
+                             f"({len(tokenizer)} tokens); leave vocab_size out, it is set from the tokenizer")
         return LLMParts(cls(config).to(self._dtype()), tokenizer)
 
     def _build_pretrained(self, opts: FamilyOptions) -> LLMParts:
