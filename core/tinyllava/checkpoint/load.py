@@ -16,6 +16,9 @@ from tinyllava.constants import CHECKPOINT_FORMAT_VERSION, MANIFEST_NAME
 log = logging.getLogger(__name__)
 
 
+KNOWN_FEATURES = {"adapters"}
+
+
 class CheckpointError(ValueError):
     """The directory is not a loadable tinyllava checkpoint; the message says why."""
 
@@ -41,6 +44,10 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: checkpoint format {version} is not supported (this tinyllava reads {CHECKPOINT_FORMAT_VERSION})"
         )
+    unknown = sorted(set(manifest.get("features") or []) - KNOWN_FEATURES)
+    if unknown:
+        raise CheckpointError(f"{path}: the checkpoint uses {', '.join(unknown)}, which this tinyllava cannot read; "
+                              f"upgrade tinyllava")
     return manifest
 
 
@@ -58,10 +65,32 @@ def _check_plugins(manifest: dict[str, Any], registry: Any) -> None:
                         kind, name, info["distribution"], info["version"], entry.version)
 
 
-def load_checkpoint(path: Path, registry: Any = None, device: str | None = None, dtype: Any = None) -> Loaded:
-    from safetensors.torch import load_model
+def load_weights(model: Any, file: Path) -> None:
+    """Load a safetensors file into the model; tied weights may be stored under any one of their names."""
+    from safetensors.torch import load_file
+
+    from tinyllava.checkpoint.adapters import _alias_groups
+
+    state = load_file(str(file))
+    aliases = _alias_groups(model)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not any(a in state for a in aliases.get(k, [k]))]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{file.parent}: weights do not match the model: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
+        )
+
+
+def load_checkpoint(path: Path, registry: Any = None, device: str | None = None, dtype: Any = None,
+                    merge_adapters: bool = False) -> Loaded:
+    """Rebuild the model offline. A checkpoint with adapters comes back with its components wrapped in PEFT
+    (exactly what was trained), or with the adapters folded into the weights when `merge_adapters` is set.
+    """
     from transformers import AutoImageProcessor, AutoTokenizer
 
+    from tinyllava.checkpoint.adapters import attach_adapters
+    from tinyllava.checkpoint.adapters import merge_adapters as merge
     from tinyllava.model.build import assemble
     from tinyllava.plugins.registry import get_registry
 
@@ -85,12 +114,12 @@ def load_checkpoint(path: Path, registry: Any = None, device: str | None = None,
         image_preprocess=manifest["image_preprocess"], max_length=manifest["max_length"],
     )
     model = assembled.model
-    missing, unexpected = load_model(model, str(path / manifest["weights"]), strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not match the model: missing {sorted(missing)[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]}"
-        )
+    load_weights(model, path / manifest["weights"])
+    adapters = manifest.get("adapters") or {}
+    if adapters:
+        attach_adapters(model, path, adapters)
+        if merge_adapters:
+            merge(model)
     if dtype is not None:
         model = model.to(dtype)
     if device is not None:

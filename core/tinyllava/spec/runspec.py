@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from tinyllava.spec.errors import SpecError, pydantic_problems
 from tinyllava.spec.overrides import apply_overrides
@@ -63,12 +71,140 @@ class DataSpec(StrictModel):
         return self
 
 
-class TuneSpec(StrictModel):
-    """How each component trains in a stage. Modes: frozen, full (recipes may accept more)."""
+TuneMode = Literal["frozen", "full", "partial", "lora", "qlora"]
+TUNE_MODES: tuple[str, ...] = ("frozen", "full", "partial", "lora", "qlora")
+ADAPTER_MODES: tuple[str, ...] = ("lora", "qlora")
 
-    llm: str = "frozen"
-    vision_tower: str = "frozen"
-    connector: str = "full"
+
+class LoraSpec(StrictModel):
+    """PEFT LoRA settings for one component."""
+
+    r: int = Field(16, ge=1, description="rank of the update matrices")
+    alpha: float = Field(32.0, gt=0, description="scaling numerator (the update is scaled by alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")
+    target_modules: list[str] | None = Field(
+        None, description="module names to adapt (PEFT matching); default: every Linear of the component except heads"
+    )
+
+    @field_validator("target_modules")
+    @classmethod
+    def _non_empty_targets(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("an empty list adapts nothing; leave target_modules out to adapt every Linear layer")
+        return value
+
+
+class QuantSpec(StrictModel):
+    """bitsandbytes quantisation of a component's frozen Linear layers (QLoRA)."""
+
+    bits: Literal[4, 8] = Field(4, description="4 (NF4/FP4 QLoRA) or 8 (LLM.int8)")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type")
+    double_quant: bool = Field(True, description="also quantise the 4-bit block scales")
+    compute_dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="4-bit matmul dtype (default: bfloat16 when the stage runs bf16, else float32)"
+    )
+
+
+class ComponentTune(StrictModel):
+    """How one component trains. A bare string is shorthand for `{mode: <string>}`.
+
+    Comparing with a string compares the mode (`tune.llm == "full"`), so specs written with the
+    shorthand read the same in code.
+    """
+
+    mode: TuneMode = "frozen"
+    from_layer: int | None = Field(
+        None, description="partial: train the blocks from this index on (negative counts from the end)"
+    )
+    lora: LoraSpec | None = Field(None, description="lora/qlora: adapter settings (defaults filled in)")
+    quant: QuantSpec | None = Field(None, description="qlora: quantisation settings (defaults filled in)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"mode": value}
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ComponentTune:
+        if self.mode == "partial" and self.from_layer is None:
+            raise ValueError("mode 'partial' needs from_layer: write {mode: partial, from_layer: K}")
+        if self.mode != "partial" and self.from_layer is not None:
+            raise ValueError(f"from_layer only applies to mode 'partial' (mode is {self.mode!r}); remove it")
+        if self.mode not in ADAPTER_MODES and self.lora is not None:
+            raise ValueError(f"lora settings only apply to modes lora/qlora (mode is {self.mode!r}); remove them")
+        if self.mode != "qlora" and self.quant is not None:
+            raise ValueError(f"quant settings only apply to mode 'qlora' (mode is {self.mode!r}); remove them")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: Any) -> Any:
+        data = handler(self)
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if v is not None}
+        return data["mode"] if list(data) == ["mode"] else data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        schema = handler(core_schema)
+        return {"anyOf": [{"type": "string", "enum": list(TUNE_MODES)}, schema]}
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return self.mode == other
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.mode in ADAPTER_MODES
+
+    @property
+    def trains(self) -> bool:
+        return self.mode != "frozen"
+
+    def lora_settings(self) -> LoraSpec:
+        return self.lora or LoraSpec()
+
+    def quant_settings(self) -> QuantSpec:
+        return self.quant or QuantSpec()
+
+    def describe(self) -> str:
+        """Short text for tables: `partial from 2`, `lora r16`, `qlora nf4 r16`."""
+        if self.mode == "partial":
+            return f"partial from {self.from_layer}"
+        if self.mode == "lora":
+            return f"lora r{self.lora_settings().r}"
+        if self.mode == "qlora":
+            q = self.quant_settings()
+            kind = q.quant_type if q.bits == 4 else "int8"
+            return f"qlora {kind} r{self.lora_settings().r}"
+        return self.mode
+
+
+class TuneSpec(StrictModel):
+    """How each component trains in a stage: frozen, full, partial (from a block index), lora or qlora.
+
+    Each recipe declares the modes it accepts.
+    """
+
+    llm: ComponentTune = Field(default_factory=lambda: ComponentTune(mode="frozen"))
+    vision_tower: ComponentTune = Field(default_factory=lambda: ComponentTune(mode="frozen"))
+    connector: ComponentTune = Field(default_factory=lambda: ComponentTune(mode="full"))
+
+    def of(self, component: str) -> ComponentTune:
+        return getattr(self, component)
+
+    @property
+    def uses_adapters(self) -> bool:
+        return any(self.of(c).is_adapter for c in ("llm", "vision_tower", "connector"))
+
+    @property
+    def uses_quantization(self) -> bool:
+        return any(self.of(c).mode == "qlora" for c in ("llm", "vision_tower", "connector"))
 
 
 class ComponentLR(StrictModel):
@@ -98,9 +234,28 @@ class StageSpec(StrictModel):
     logging_steps: int = Field(10, ge=1)
     save_steps: int = Field(500, ge=1, description="checkpoint every N optimizer steps (and at the end)")
     save_total_limit: int | None = 2
-    gradient_checkpointing: bool = False
-    bf16: bool = False
-    save_format: Literal["full"] = Field("full", description="how the stage's result is saved")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward (less memory)")
+    bf16: bool = Field(False, description="bfloat16 mixed precision (autocast; master weights stay float32)")
+    save_format: Literal["auto", "full", "adapters"] = Field(
+        "auto",
+        description="full: one model.safetensors (adapters merged in); adapters: base weights plus PEFT adapters "
+        "under adapters/<component>/; auto: adapters when the stage trains LoRA/QLoRA, else full",
+    )
+    deepspeed: str | None = Field(
+        None,
+        description="DeepSpeed config: zero2, zero3, zero3_offload (built in, same as configs/deepspeed/*.json) "
+        "or the path of a JSON file",
+    )
+    ddp_find_unused_parameters: bool | None = Field(
+        None,
+        description="multi-process runs: DDP's find_unused_parameters (default: on only when the data mixes "
+        "text-only and image samples while the vision tower or connector trains)",
+    )
+
+    def resolved_save_format(self) -> str:
+        if self.save_format == "auto":
+            return "adapters" if self.tune.uses_adapters else "full"
+        return self.save_format
 
 
 class ModelSpec(StrictModel):
@@ -116,14 +271,24 @@ class ModelSpec(StrictModel):
 
 class RunSpec(StrictModel):
     name: str = "run"
-    model: ModelSpec
+    model: ModelSpec | None = Field(
+        None, description="the model to build; may be left out with init_from (the checkpoint's model is used)"
+    )
     data: DataSpec | None = None
     recipe: ComponentSpec | None = _slot("recipe", default=None, description="fills `stages` when absent")
     stages: list[StageSpec]
     output_dir: Path = Path("runs")
     seed: int = 0
-    init_from: Path | None = Field(None, description="start from an existing tinyllava checkpoint")
+    init_from: Path | None = Field(
+        None, description="start from an existing tinyllava checkpoint (adapters in it are merged first)"
+    )
     num_threads: int | None = Field(None, description="torch CPU threads (default: torch's choice)")
+
+    @model_validator(mode="after")
+    def _model_or_init(self) -> RunSpec:
+        if self.model is None and self.init_from is None:
+            raise ValueError("give `model` (what to build) or `init_from` (a trained tinyllava checkpoint)")
+        return self
 
     @field_validator("stages")
     @classmethod
@@ -151,8 +316,11 @@ class RunSpec(StrictModel):
             raise SpecError([f"stages.{stage.name}.recipe: no recipe for this stage and no run-level `recipe`"])
         return recipe
 
-    def stage_template(self, stage: StageSpec) -> ComponentSpec:
-        return stage.chat_template or self.model.chat_template
+    def stage_template(self, stage: StageSpec) -> ComponentSpec | None:
+        """The stage's template, else the model's; None when both are left to an init_from checkpoint."""
+        if stage.chat_template is not None:
+            return stage.chat_template
+        return self.model.chat_template if self.model is not None else None
 
 
 # -- loading and resolution -------------------------------------------------------------------
@@ -211,7 +379,8 @@ def _expand_recipe_stages(raw: dict[str, Any], registry: Any, source: str) -> No
 def iter_component_slots(spec: RunSpec) -> list[tuple[str, str, ComponentSpec]]:
     slots: list[tuple[str, str, ComponentSpec]] = []
     for kind in ("llm", "vision_tower", "connector", "chat_template"):
-        slots.append((f"model.{kind}", kind, getattr(spec.model, kind)))
+        if spec.model is not None:
+            slots.append((f"model.{kind}", kind, getattr(spec.model, kind)))
     if spec.recipe is not None:
         slots.append(("recipe", "recipe", spec.recipe))
     if spec.data is not None and spec.data.dataset is not None:

@@ -1,7 +1,12 @@
 """Run the stages of a spec: each stage builds its data, marks what trains, trains, and saves.
 
-A stage starts from the previous stage's output. With resume, finished stages are reused and an
-interrupted stage continues from its last Trainer checkpoint (optimizer, scheduler and RNG included).
+A stage starts from the previous stage's saved checkpoint (adapters merged in), so a stage after a
+LoRA, QLoRA or DeepSpeed stage starts from plain full weights. With resume, finished stages are
+reused and an interrupted stage continues from its last Trainer checkpoint (optimizer, scheduler
+and RNG included).
+
+Under torchrun every rank runs this function; rank 0 alone materialises data and writes
+checkpoints while the others wait.
 """
 
 from __future__ import annotations
@@ -79,25 +84,153 @@ def print_parameter_table(console: Console, model: Any, stage: StageSpec) -> Non
     console.print(table)
 
 
+# -- checks before anything is built --------------------------------------------------------------
+
+
+def _missing(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is None
+
+
+def _recipe(spec: RunSpec, stage: StageSpec, registry: Any) -> Any:
+    recipe_spec = spec.stage_recipe(stage)
+    return registry.create("recipe", recipe_spec.name, recipe_spec.options)
+
+
+def check_stages(spec: RunSpec, registry: Any) -> None:
+    """Recipe modes, engines and optional dependencies of every stage, all reported at once."""
+    from tinyllava.training.distributed import DeepSpeedConfigError, deepspeed_config, zero_stage
+
+    problems: list[str] = []
+    for index, stage in enumerate(spec.stages):
+        where = f"stages.{index} ({stage.name})"
+        recipe = _recipe(spec, stage, registry)
+        problems += recipe.check_stage(stage, where=f"{where}, recipe {recipe.name!r}")
+        if getattr(recipe, "needs_init_from", False) and spec.init_from is None:
+            problems.append(f"{where}: recipe {recipe.name!r} finetunes a trained model; set init_from to a "
+                            f"tinyllava checkpoint directory")
+        if stage.tune.uses_adapters and _missing("peft"):
+            problems.append(f"{where}.tune: LoRA needs peft; pip install 'tinyllava[train]'")
+        if stage.tune.uses_quantization and _missing("bitsandbytes"):
+            problems.append(f"{where}.tune: QLoRA needs bitsandbytes; pip install 'tinyllava[bitsandbytes]'")
+        if stage.deepspeed is not None:
+            if _missing("deepspeed"):
+                problems.append(f"{where}.deepspeed: DeepSpeed is not installed; pip install 'tinyllava[deepspeed]'")
+                continue
+            try:
+                config = deepspeed_config(stage.deepspeed, f"{where}.deepspeed")
+            except DeepSpeedConfigError as exc:
+                problems.append(str(exc))
+                continue
+            if stage.tune.uses_quantization and zero_stage(config) == 3:
+                problems.append(f"{where}: QLoRA cannot run under ZeRO-3 (4-bit weights cannot be partitioned); "
+                                f"use deepspeed: zero2, or no DeepSpeed")
+    if problems:
+        raise RunError("the stages cannot run as written:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+# -- multi-process helpers ------------------------------------------------------------------------
+
+
+def _probe_batch(dataset: Any, collator: Any) -> dict[str, Any]:
+    index = next((i for i, s in enumerate(dataset.samples) if s.image is not None), 0)
+    return collator([dataset[index]])
+
+
+def freeze_unreachable(model: Any, batch: dict[str, Any]) -> list[str]:
+    """Freeze trainable parameters that one forward/backward leaves without a gradient, and name them.
+
+    They could never change (AdamW skips parameters without a gradient), but DDP without
+    find_unused_parameters would wait for their gradients forever. RNG state is left untouched.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    devices = [torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        model.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+    unreached = [n for n, p in trainable if p.grad is None]
+    model.zero_grad(set_to_none=True)
+    for n, p in trainable:
+        if n in unreached:
+            p.requires_grad_(False)
+    return unreached
+
+
+def _mixed_modalities(dataset: Any) -> bool:
+    with_image = [s.image is not None for s in dataset.samples]
+    return any(with_image) and not all(with_image)
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
 def run_training(spec: RunSpec, *, resume: bool = False, console: Console | None = None,
                  registry: Any = None) -> RunResult:
-    import time
-
-    import torch
-    from transformers import TrainingArguments, set_seed
-    from transformers.utils import logging as hf_logging
-
-    from tinyllava.checkpoint import load_checkpoint, save_checkpoint
-    from tinyllava.data.dataset import Collator, SupervisedDataset
-    from tinyllava.data.records import load_records
-    from tinyllava.model.build import build_fresh
     from tinyllava.plugins.registry import get_registry
-    from tinyllava.training.trainer import RichProgressCallback, TinyLlavaTrainer
+    from tinyllava.training.distributed import Processes
 
-    hf_logging.disable_progress_bar()  # our own rich bars instead of tqdm's "Writing model shards"
     console = console or Console()
     registry = registry or get_registry()
     set_threads(spec)
+    check_stages(spec, registry)
+    procs = Processes.from_env()
+    procs.start(need_group=any(s.deepspeed for s in spec.stages))
+    if not procs.is_main:
+        console = Console(quiet=True)
+    try:
+        return _run(spec, resume, console, registry, procs)
+    finally:
+        procs.stop()
+
+
+def _load_merged(path: Path, registry: Any) -> tuple[Any, Any, Any]:
+    from tinyllava.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(path, registry=registry, merge_adapters=True)
+    loaded.model.train()
+    return loaded.model, loaded.tokenizer, loaded.image_processor
+
+
+@dataclass
+class ModelSettings:
+    """What the data pipeline needs from the model section: from the spec, else from the init_from checkpoint."""
+
+    max_length: int
+    image_preprocess: str
+    chat_template: Any
+
+
+def _init_settings(spec: RunSpec, model: Any) -> ModelSettings:
+    from tinyllava.checkpoint import read_manifest
+    from tinyllava.spec.runspec import ComponentSpec
+
+    manifest = read_manifest(Path(spec.init_from))
+    saved = manifest["components"]
+    if spec.model is None:
+        template = saved["chat_template"]
+        return ModelSettings(manifest["max_length"], manifest["image_preprocess"],
+                             ComponentSpec.model_validate({"name": template["name"], **template["options"]}))
+    for kind in ("llm", "vision_tower", "connector"):
+        wanted, found = getattr(spec.model, kind).name, saved[kind]["name"]
+        if wanted != found:
+            raise RunError(f"model.{kind}: the spec names {wanted!r} but init_from {spec.init_from} holds {found!r}; "
+                           f"leave `model` out to train the checkpoint's model as it is")
+    model.config.model_max_length = spec.model.max_length
+    model.config.image_preprocess = spec.model.image_preprocess
+    return ModelSettings(spec.model.max_length, spec.model.image_preprocess, spec.model.chat_template)
+
+
+def _run(spec: RunSpec, resume: bool, console: Console, registry: Any, procs: Any) -> RunResult:
+    from transformers.utils import logging as hf_logging
+
+    from tinyllava.model.build import build_fresh
+
+    hf_logging.disable_progress_bar()  # our own rich bars instead of tqdm's "Writing model shards"
     run_dir = spec.run_dir()
     spec_file = run_dir / "spec.json"
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
@@ -108,114 +241,171 @@ def run_training(spec: RunSpec, *, resume: bool = False, console: Console | None
         if previous != spec_to_dict(spec):
             raise RunError(f"{run_dir}: the spec differs from the one this run started with; resume needs the same "
                            f"spec (saved in {spec_file})")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    spec_file.write_text(json.dumps(spec_to_dict(spec), indent=2))
-    set_seed(spec.seed)
+    procs.barrier()  # every rank has looked at the run dir before rank 0 writes into it
+    if procs.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        spec_file.write_text(json.dumps(spec_to_dict(spec), indent=2))
+    procs.barrier()
+    from transformers import set_seed
 
+    set_seed(spec.seed)
     if spec.init_from is not None:
-        loaded = load_checkpoint(spec.init_from, registry=registry)
-        model, tokenizer, image_processor = loaded.model, loaded.tokenizer, loaded.image_processor
+        model, tokenizer, image_processor = _load_merged(spec.init_from, registry)
+        settings = _init_settings(spec, model)
     else:
+        assert spec.model is not None  # the spec's validator guarantees model or init_from
         assembled = build_fresh(registry, spec.model)
         model, tokenizer, image_processor = assembled.model, assembled.tokenizer, assembled.image_processor
+        settings = ModelSettings(spec.model.max_length, spec.model.image_preprocess, spec.model.chat_template)
     result = RunResult(run_dir=run_dir, checkpoint=run_dir)
 
     for index, stage in enumerate(spec.stages):
-        folder = stage_dir(spec, index, stage)
-        final = folder / "final"
-        template_spec = spec.stage_template(stage)
+        final = stage_dir(spec, index, stage) / "final"
         if (final / MANIFEST_NAME).is_file():
             if not resume:
                 raise RunError(f"{final} exists; pass --resume to reuse it")
             console.print(f"stage {stage.name}: already finished, loading {final}")
-            loaded = load_checkpoint(final, registry=registry)
-            model, tokenizer, image_processor = loaded.model, loaded.tokenizer, loaded.image_processor
+            model, tokenizer, image_processor = _load_merged(final, registry)
             result.stages.append(StageResult(stage.name, final, 0, None, 0.0))
             result.checkpoint = final
             continue
-        started = time.time()
-        set_seed(spec.seed + index)
-        template = registry.create("chat_template", template_spec.name, template_spec.options)
-        template.check_tokenizer(tokenizer)
-        data_spec = spec.stage_data(stage)
-        json_path, image_root = materialize_data(registry, data_spec, run_dir.parent / ".data")
-        checked = load_records(json_path, image_root, data_spec.on_bad_record)
-        if checked.problems:
-            console.print(f"[yellow]stage {stage.name}: skipped {len(checked.problems)} bad record(s)[/]; first: "
-                          f"{checked.problems[0]}")
-        dataset = SupervisedDataset(
-            checked.records, image_root, template, tokenizer, image_processor,
-            model.config.image_seq_len, spec.model.max_length, spec.model.image_preprocess,
-        )
-        if dataset.truncated:
-            console.print(f"[yellow]stage {stage.name}: {dataset.truncated} sample(s) longer than "
-                          f"max_length={spec.model.max_length} were truncated[/]")
-        if dataset.untrainable:
-            console.print(f"[yellow]stage {stage.name}: {len(dataset.untrainable)} sample(s) had no trained token "
-                          f"left after truncation and were left out (first: {dataset.untrainable[0]})[/]")
-        recipe_spec = spec.stage_recipe(stage)
-        recipe = registry.create("recipe", recipe_spec.name, recipe_spec.options)
-        model.train()
-        param_groups = recipe.prepare(model, stage)
-        print_parameter_table(console, model, stage)
-        registry.call_lifecycle("before_stage", stage_index=index, stage=stage, run_spec=spec, model=model)
+        stage_result = _run_stage(spec, index, stage, model, tokenizer, image_processor, settings, resume, console,
+                                  registry, procs)
+        result.stages.append(stage_result)
+        result.checkpoint = final
+        if index + 1 < len(spec.stages):
+            model, tokenizer, image_processor = _load_merged(final, registry)
+    if procs.is_main:
+        latest = run_dir / "latest"
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        os.symlink(os.path.relpath(result.checkpoint, run_dir), latest)
+    procs.barrier()
+    return result
 
-        use_cuda = torch.cuda.is_available()
-        args = TrainingArguments(
-            output_dir=str(folder / "checkpoints"),
-            per_device_train_batch_size=stage.batch_size,
-            gradient_accumulation_steps=stage.grad_accum,
-            learning_rate=stage.lr,
-            num_train_epochs=stage.epochs,
-            max_steps=stage.max_steps,
-            weight_decay=stage.weight_decay,
-            warmup_steps=stage.warmup_ratio,  # a float below 1 is a ratio of the total steps
-            lr_scheduler_type=stage.scheduler,
-            max_grad_norm=stage.max_grad_norm,
-            logging_steps=stage.logging_steps,
-            save_strategy="steps",
-            save_steps=stage.save_steps,
-            save_total_limit=stage.save_total_limit,
-            report_to=["tensorboard"],
-            seed=spec.seed + index,
-            data_seed=spec.seed + index,
-            remove_unused_columns=False,
-            dataloader_num_workers=0,
-            bf16=stage.bf16,
-            disable_tqdm=True,
-            use_cpu=not use_cuda,
-            save_only_model=False,
-            **({"activation_checkpointing": True} if stage.gradient_checkpointing else {}),
-        )
-        trainer = TinyLlavaTrainer(
-            model=model,
-            args=args,
-            train_dataset=dataset,
-            data_collator=Collator(tokenizer.pad_token_id),
-            param_groups=param_groups,
-            callbacks=[RichProgressCallback(f"stage {index + 1}/{len(spec.stages)} {stage.name}")],
-        )
-        from transformers.trainer_callback import PrinterCallback
 
-        trainer.remove_callback(PrinterCallback)  # the rich bar shows loss and lr instead
-        resume_from = last_trainer_checkpoint(folder / "checkpoints") if resume else None
-        if resume_from is not None:
-            console.print(f"stage {stage.name}: resuming from {resume_from}")
-        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenizer: Any, image_processor: Any,
+               settings: ModelSettings, resume: bool, console: Console, registry: Any, procs: Any) -> StageResult:
+    import time
+
+    import torch
+    from transformers import TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback
+
+    from tinyllava.checkpoint import save_checkpoint
+    from tinyllava.data.dataset import Collator, SupervisedDataset
+    from tinyllava.data.records import load_records
+    from tinyllava.training.distributed import deepspeed_config, reset_accelerate_state
+    from tinyllava.training.parameters import prune_groups
+    from tinyllava.training.trainer import ParameterTableCallback, RichProgressCallback, TinyLlavaTrainer
+
+    folder = stage_dir(spec, index, stage)
+    final = folder / "final"
+    template_spec = spec.stage_template(stage) or settings.chat_template
+    started = time.time()
+    set_seed(spec.seed + index)
+    template = registry.create("chat_template", template_spec.name, template_spec.options)
+    template.check_tokenizer(tokenizer)
+    data_spec = spec.stage_data(stage)
+    with procs.main_first():
+        json_path, image_root = materialize_data(registry, data_spec, spec.run_dir().parent / ".data")
+    checked = load_records(json_path, image_root, data_spec.on_bad_record)
+    if checked.problems:
+        console.print(f"[yellow]stage {stage.name}: skipped {len(checked.problems)} bad record(s)[/]; first: "
+                      f"{checked.problems[0]}")
+    dataset = SupervisedDataset(
+        checked.records, image_root, template, tokenizer, image_processor,
+        model.config.image_seq_len, settings.max_length, settings.image_preprocess,
+    )
+    if dataset.truncated:
+        console.print(f"[yellow]stage {stage.name}: {dataset.truncated} sample(s) longer than "
+                      f"max_length={settings.max_length} were truncated[/]")
+    if dataset.untrainable:
+        console.print(f"[yellow]stage {stage.name}: {len(dataset.untrainable)} sample(s) had no trained token "
+                      f"left after truncation and were left out (first: {dataset.untrainable[0]})[/]")
+    collator = Collator(tokenizer.pad_token_id)
+    recipe = _recipe(spec, stage, registry)
+    model.train()
+    param_groups = recipe.prepare(model, stage)
+    registry.call_lifecycle("before_stage", stage_index=index, stage=stage, run_spec=spec, model=model)
+
+    ds_config = deepspeed_config(stage.deepspeed)
+    use_cuda = torch.cuda.is_available()
+    find_unused = stage.ddp_find_unused_parameters
+    if procs.world_size > 1 and ds_config is None:
+        unreached = freeze_unreachable(model, _probe_batch(dataset, collator))
+        if unreached:
+            param_groups = prune_groups(param_groups)
+            console.print(f"stage {stage.name}: {len(unreached)} parameter(s) get no gradient and stay frozen "
+                          f"(first: {unreached[0]})")
+        if find_unused is None:
+            only_images_reach = stage.tune.vision_tower.trains or stage.tune.connector.trains
+            find_unused = _mixed_modalities(dataset) and only_images_reach
+            if find_unused:
+                console.print(f"stage {stage.name}: the data mixes text-only and image samples; DDP looks for "
+                              f"unused parameters each step")
+
+    args = TrainingArguments(
+        output_dir=str(folder / "checkpoints"),
+        per_device_train_batch_size=stage.batch_size,
+        gradient_accumulation_steps=stage.grad_accum,
+        learning_rate=stage.lr,
+        num_train_epochs=stage.epochs,
+        max_steps=stage.max_steps,
+        weight_decay=stage.weight_decay,
+        warmup_steps=stage.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        lr_scheduler_type=stage.scheduler,
+        max_grad_norm=stage.max_grad_norm,
+        logging_steps=stage.logging_steps,
+        save_strategy="steps",
+        save_steps=stage.save_steps,
+        save_total_limit=stage.save_total_limit,
+        report_to=["tensorboard"],
+        seed=spec.seed + index,
+        data_seed=spec.seed + index,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        bf16=stage.bf16,
+        disable_tqdm=True,
+        use_cpu=not use_cuda,
+        save_only_model=False,
+        deepspeed=ds_config,
+        ddp_backend=None if use_cuda or procs.world_size == 1 else "gloo",
+        ddp_find_unused_parameters=bool(find_unused) if procs.world_size > 1 else None,
+        **({"activation_checkpointing": True} if stage.gradient_checkpointing else {}),
+    )
+    trainer = TinyLlavaTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        param_groups=param_groups,
+        callbacks=[
+            ParameterTableCallback(lambda m: print_parameter_table(console, m, stage)),
+            RichProgressCallback(f"stage {index + 1}/{len(spec.stages)} {stage.name}"),
+        ],
+    )
+    trainer.remove_callback(PrinterCallback)  # the rich bar shows loss and lr instead
+    resume_from = last_trainer_checkpoint(folder / "checkpoints") if resume else None
+    if resume_from is not None:
+        console.print(f"stage {stage.name}: resuming from {resume_from}")
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    # ZeRO-3 holds a slice of each weight per rank: gather them (a collective, so on every rank)
+    state_dict = trainer.accelerator.get_state_dict(trainer.deepspeed) if trainer.is_deepspeed_enabled else None
+    if procs.is_main:
         model.eval()
         save_checkpoint(
             final, model, tokenizer, image_processor,
             chat_template={"name": template_spec.name, "options": template_spec.options},
             spec=spec_to_dict(spec), stage=stage.name, registry=registry,
+            state_dict=state_dict, save_format=stage.resolved_save_format(),
         )
         registry.call_lifecycle("after_stage", stage_index=index, stage=stage, run_spec=spec,
                                 checkpoint_dir=str(final))
-        seconds = time.time() - started
-        result.stages.append(StageResult(stage.name, final, trainer.state.global_step,
-                                         output.training_loss, seconds))
-        result.checkpoint = final
-    latest = run_dir / "latest"
-    if latest.is_symlink() or latest.exists():
-        latest.unlink()
-    os.symlink(os.path.relpath(result.checkpoint, run_dir), latest)
-    return result
+    procs.barrier()
+    steps, loss = trainer.state.global_step, output.training_loss
+    trainer.accelerator.free_memory()
+    del trainer
+    if ds_config is not None:
+        reset_accelerate_state()
+    return StageResult(stage.name, final, steps, loss, time.time() - started)

@@ -1,15 +1,24 @@
-"""The Hugging Face Trainer with our parameter groups and a rich progress display."""
+"""The Hugging Face Trainer with our parameter groups, slim intermediate checkpoints and a rich progress display."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from transformers import Trainer, TrainerCallback
 
+TRAINABLE_WEIGHTS = "model.safetensors"
+
 
 class TinyLlavaTrainer(Trainer):
-    """Uses the recipe's parameter groups (per-component lr, no decay on norms/biases)."""
+    """Uses the recipe's parameter groups (per-component lr, no decay on norms/biases).
+
+    Intermediate checkpoints hold only the trainable weights (plus optimizer, scheduler and RNG
+    state): the frozen ones are rebuilt exactly when the stage restarts, so a frozen 7B LLM is not
+    rewritten every `save_steps`, and 4-bit layers never go through a state dict round trip.
+    """
 
     def __init__(self, *args: Any, param_groups: list[dict[str, Any]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -17,11 +26,69 @@ class TinyLlavaTrainer(Trainer):
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
-            optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model or self.model)
-            kwargs.pop("lr", None)
             groups = [dict(g) for g in self._param_groups]
-            self.optimizer = optimizer_cls(groups, lr=groups[0]["lr"], **kwargs)
+            ds_config = getattr(self.args, "hf_deepspeed_config", None)
+            if self.is_deepspeed_enabled and ds_config is not None and ds_config.is_offload():
+                from deepspeed.ops.adam import DeepSpeedCPUAdam  # ZeRO-Offload needs DeepSpeed's CPU Adam
+
+                self.optimizer = DeepSpeedCPUAdam(
+                    groups, lr=groups[0]["lr"], betas=(self.args.adam_beta1, self.args.adam_beta2),
+                    eps=self.args.adam_epsilon, adamw_mode=True,
+                )
+            else:
+                optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model or self.model)
+                kwargs.pop("lr", None)
+                self.optimizer = optimizer_cls(groups, lr=groups[0]["lr"], **kwargs)
         return self.optimizer
+
+    def _trainable_names(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        from safetensors.torch import save_file
+        from transformers.trainer import TRAINING_ARGS_NAME
+
+        if not self.args.should_save:
+            return
+        output_dir = output_dir or self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        names = self._trainable_names()
+        if state_dict is None or not state_dict:
+            params = dict(self.model.named_parameters())
+            tensors = {n: params[n].detach() for n in names}
+        else:  # DeepSpeed hands over the (gathered) state dict
+            tensors = {n: state_dict[n] for n in names if n in state_dict}
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                  os.path.join(output_dir, TRAINABLE_WEIGHTS), metadata={"format": "pt", "content": "trainable"})
+        torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        from safetensors.torch import load_file
+
+        model = model or self.model
+        path = os.path.join(resume_from_checkpoint, TRAINABLE_WEIGHTS)
+        if not os.path.isfile(path):
+            raise ValueError(f"{resume_from_checkpoint} has no {TRAINABLE_WEIGHTS}; it cannot be resumed")
+        state = load_file(path)
+        expected = set(self._trainable_names())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise ValueError(
+                f"{resume_from_checkpoint}: its trainable weights do not match this stage's (missing {missing[:3]}, "
+                f"unexpected {unexpected[:3]}); was the stage's `tune` changed? Resume needs the same spec"
+            )
+        model.load_state_dict(state, strict=False)
+
+
+class ParameterTableCallback(TrainerCallback):
+    """Shows the per-component parameter table once the engine has wrapped (and maybe partitioned) the model."""
+
+    def __init__(self, show: Callable[[Any], None]) -> None:
+        self.show = show
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero and model is not None:
+            self.show(model)
 
 
 class RichProgressCallback(TrainerCallback):
