@@ -84,11 +84,25 @@ def train(
     spec: Annotated[Optional[Path], typer.Argument(help="run spec YAML (default: the built-in quickstart)")] = None,  # noqa: UP045
     set_: SetOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint of this run")] = False,
+    nproc: Annotated[
+        int, typer.Option("--nproc", help="processes on this machine (re-launches through torchrun)")
+    ] = 1,
 ) -> None:
     """Train the stages of a run spec. With no spec, train the tiny quickstart model on synthetic shapes."""
     from tinyllava_cli.commands.train import train as run
 
-    raise typer.Exit(run(spec, set_ or [], resume=resume))
+    raise typer.Exit(run(spec, set_ or [], resume=resume, nproc=nproc))
+
+
+@app.command()
+def merge(
+    model: Annotated[Path, typer.Option("--model", "-m", help="checkpoint directory with adapters")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="new directory for the merged checkpoint")],
+) -> None:
+    """Fold a checkpoint's LoRA adapters into its weights: a plain full checkpoint."""
+    from tinyllava_cli.commands.merge import merge as run
+
+    raise typer.Exit(run(model, output))
 
 
 @app.command("eval")

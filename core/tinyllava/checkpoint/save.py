@@ -100,12 +100,14 @@ def save_checkpoint(
 
 def _merge_in_place(out_dir: Path, manifest: dict[str, Any], registry: Any) -> None:
     """Turn a just-written adapters layout into the full layout (the adapters merged into the weights)."""
-    from tinyllava.checkpoint.load import load_checkpoint
+    from tinyllava.checkpoint.merge import merge_checkpoint
 
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
-    loaded = load_checkpoint(out_dir, registry=registry, merge_adapters=True)
-    save_checkpoint(
-        out_dir, loaded.model, loaded.tokenizer, loaded.image_processor,
-        chat_template=manifest["components"]["chat_template"], spec=manifest.get("spec"), stage=manifest.get("stage"),
-        registry=registry, save_format="full", extra_manifest={"merged_adapters": sorted(manifest["adapters"])},
-    )
+    staging = out_dir.with_name(out_dir.name + ".merging")
+    shutil.rmtree(staging, ignore_errors=True)
+    merge_checkpoint(out_dir, staging, registry=registry)
+    merged = json.loads((staging / MANIFEST_NAME).read_text())
+    merged.pop("merged_from", None)  # merged where it was trained: no separate source
+    (staging / MANIFEST_NAME).write_text(json.dumps(merged, indent=2))
+    shutil.rmtree(out_dir)
+    staging.rename(out_dir)
