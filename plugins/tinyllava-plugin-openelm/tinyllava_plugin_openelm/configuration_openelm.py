@@ -39,7 +39,8 @@ def spread(multipliers: Any, num_layers: int, name: str) -> list[float]:
         return [float(multipliers)] * num_layers
     if isinstance(multipliers, (list, tuple)):
         if len(multipliers) == 2:
-            return [float(round(v, 2)) for v in np.linspace(multipliers[0], multipliers[1], num=num_layers, dtype=float)]
+            spaced = np.linspace(multipliers[0], multipliers[1], num=num_layers, dtype=float)
+            return [float(round(v, 2)) for v in spaced]
         if len(multipliers) == num_layers:
             return [float(v) for v in multipliers]
     raise ValueError(
