@@ -174,18 +174,22 @@ def test_state_dict_keys_and_shapes_are_the_released_ones(tmp_path):
     assert not {"hidden_size", "num_hidden_layers", "tie_word_embeddings"} & set(config)  # aliases only
 
 
-def test_a_released_style_folder_loads_without_remote_code(tmp_path):
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_released_style_folder_loads_without_remote_code(tmp_path, shared):
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
-    model = tiny_model()
-    weights = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    model = tiny_model(share_input_output_layers=shared)
+    weights = {k: v.contiguous() for k, v in model.state_dict().items() if not (shared and k == "lm_head.weight")}
+    if not shared:  # the released code also writes an unused classifier when the embeddings are not shared
+        weights["transformer.classifier.weight"] = torch.zeros(300, 64)
     save_file(weights, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     (tmp_path / "config.json").write_text(json.dumps(released_style_config(model.config)))
     loaded, info = AutoModelForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
     assert type(loaded) is OpenELMForCausalLM
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
-    assert loaded.lm_head.weight.data_ptr() == loaded.transformer.token_embeddings.weight.data_ptr()
+    is_tied = loaded.lm_head.weight.data_ptr() == loaded.transformer.token_embeddings.weight.data_ptr()
+    assert is_tied == shared
     with torch.no_grad():
         assert torch.equal(model(IDS).logits, loaded.eval()(IDS).logits)
 
@@ -260,6 +264,9 @@ def reference_logits(model: OpenELMForCausalLM, ids: torch.Tensor) -> torch.Tens
 def test_forward_matches_a_head_by_head_reference(attn):
     model = tiny_model(attn=attn)
     with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight"):  # not all ones, so every norm must sit in its own place
+                param.uniform_(0.5, 1.5)
         logits = model(IDS).logits[0].double()
     assert torch.allclose(logits, reference_logits(model, IDS), atol=1e-4)
 
@@ -274,6 +281,17 @@ def test_kv_cache_greedy_generation_equals_no_cache():
         first = model(IDS[:, :-1], use_cache=True)
         step = model(IDS[:, -1:], cache=first.cache, use_cache=True)
         assert torch.allclose(step.logits[:, -1], model(IDS).logits[:, -1], atol=1e-5)
+
+
+def test_generation_from_inputs_embeds_equals_generation_from_ids():
+    """tinyllava generates from spliced embeddings; the new tokens must be those the ids would give."""
+    model = tiny_model(seed=7)
+    with torch.no_grad():
+        from_ids = model.generate(IDS, max_new_tokens=6, do_sample=False, pad_token_id=0)
+        embeds = model.get_input_embeddings()(IDS)
+        from_embeds = model.generate(inputs_embeds=embeds, attention_mask=torch.ones_like(IDS), max_new_tokens=6,
+                                     do_sample=False, pad_token_id=0)
+    assert torch.equal(from_ids[:, IDS.shape[1]:], from_embeds[:, -6:])
 
 
 def test_left_padded_batched_generation_matches_single_prompts():
