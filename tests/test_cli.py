@@ -112,3 +112,21 @@ def test_every_plugin_folder_is_in_the_dev_install():
               if line.startswith("-e plugins/")}
     folders = {f"plugins/{p.name}" for p in (root / "plugins").iterdir() if (p / "pyproject.toml").is_file()}
     assert folders == listed
+
+
+def _code_block_after(text: str, heading: str) -> list[str]:
+    section = text.split(heading, 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def test_ci_runs_exactly_the_readme_commands():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    ci = [line.strip() for line in (root / ".ci" / "run").read_text().splitlines()]
+    install = _code_block_after(readme, "## Install")
+    test = _code_block_after(readme, "## Test")
+    assert install[0].startswith("python3 -m venv .venv")
+    for command in install[1:] + test:
+        assert command in ci, command
+    assert ci.index(install[-1]) < ci.index(test[-1])
