@@ -30,8 +30,11 @@ class ChatTemplate(Component):
         """Ids for a conversation that ends with a human turn, ready for the assistant's answer."""
         raise NotImplementedError
 
-    def render(self, conversation: list[Turn], add_generation_prompt: bool = False) -> str:
-        """The prompt as one string (for display and golden tests)."""
+    def render(
+        self, conversation: list[Turn], add_generation_prompt: bool = False, tokenizer: Any = None
+    ) -> str:
+        """The prompt as one string (for display and golden tests); templates that need the tokenizer to
+        render (e.g. Jinja templates shipped with it) take it here."""
         raise NotImplementedError
 
     def stop_token_ids(self, tokenizer: PreTrainedTokenizerBase) -> list[int]:

@@ -6,7 +6,7 @@ subtracting offsets, so there is no "tokenization mismatch" and no sample is sil
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tinyllava.components.chat_template import ChatTemplate, Encoded, Turn
 from tinyllava.constants import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX
@@ -92,7 +92,9 @@ class SegmentedTemplate(ChatTemplate):
                 out.append((self.answer_format.format(content=answer, eos=eos), True))
         return out
 
-    def render(self, conversation: list[Turn], add_generation_prompt: bool = False) -> str:
+    def render(
+        self, conversation: list[Turn], add_generation_prompt: bool = False, tokenizer: Any = None
+    ) -> str:
         return "".join(text for text, _ in self.segments(conversation, add_generation_prompt, self.eos))
 
     def _bos(self, tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -143,7 +145,9 @@ class CaptionTemplate(ChatTemplate):
         answer = rounds[0][1]
         return answer if answer is not None else ""
 
-    def render(self, conversation: list[Turn], add_generation_prompt: bool = False) -> str:
+    def render(
+        self, conversation: list[Turn], add_generation_prompt: bool = False, tokenizer: Any = None
+    ) -> str:
         if add_generation_prompt:
             return IMAGE_PLACEHOLDER
         return IMAGE_PLACEHOLDER + self._caption(conversation) + self.caption_end
