@@ -108,3 +108,14 @@ def test_schema_includes_plugin_options():
     assert "llm.llama" in defs and "vision_tower.clip" in defs
     model_props = defs["ModelSpec"]["properties"]
     assert {"$ref": "#/$defs/connector.mlp"} in model_props["connector"]["anyOf"]
+
+
+def test_every_shipped_config_validates():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(p for p in root.rglob("*.yaml"))
+    assert len(files) >= 13  # the quickstart and a spec per row of the paper's Table 1
+    for path in files:
+        spec = load_spec(path)
+        assert spec.stages, path
