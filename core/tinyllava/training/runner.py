@@ -51,11 +51,14 @@ def stage_dir(spec: RunSpec, index: int, stage: StageSpec) -> Path:
     return spec.run_dir() / f"stage{index}-{stage.name}"
 
 
-def last_trainer_checkpoint(folder: Path) -> Path | None:
+def last_trainer_checkpoint(folder: Path, world_size: int = 1) -> Path | None:
+    """The newest complete Trainer checkpoint. Rank 0 writes trainer_state.json without waiting for the
+    other ranks' RNG files, so with several processes those must be there too."""
     if not folder.is_dir():
         return None
+    rng = ["rng_state.pth"] if world_size == 1 else [f"rng_state_{r}.pth" for r in range(world_size)]
     candidates = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    complete = [p for p in candidates if (p / "trainer_state.json").is_file()]
+    complete = [p for p in candidates if all((p / name).is_file() for name in ["trainer_state.json", *rng])]
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
@@ -225,8 +228,17 @@ def _init_settings(spec: RunSpec, model: Any) -> ModelSettings:
     return ModelSettings(spec.model.max_length, spec.model.image_preprocess, spec.model.chat_template)
 
 
+def _quiet_library_noise() -> None:
+    """DeepSpeed calls torch.distributed functions that newer torch marks deprecated, once per step."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
+
+
 def _run(spec: RunSpec, resume: bool, console: Console, registry: Any, procs: Any) -> RunResult:
     from transformers.utils import logging as hf_logging
+
+    _quiet_library_noise()
 
     from tinyllava.model.build import build_fresh
 
@@ -386,7 +398,7 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
         ],
     )
     trainer.remove_callback(PrinterCallback)  # the rich bar shows loss and lr instead
-    resume_from = last_trainer_checkpoint(folder / "checkpoints") if resume else None
+    resume_from = last_trainer_checkpoint(folder / "checkpoints", procs.world_size) if resume else None
     if resume_from is not None:
         console.print(f"stage {stage.name}: resuming from {resume_from}")
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
