@@ -7,6 +7,7 @@ import pytest
 from tinyllava.plugins.registry import get_registry
 from tinyllava.spec import resolve_spec
 from tinyllava.spec.runspec import StageSpec
+from tinyllava.testing.conformance import ComponentConformance
 from tinyllava.training.runner import RunError, check_stages
 
 
@@ -34,3 +35,14 @@ def test_spec_needs_no_model_section_but_an_init_checkpoint(tmp_path):
     raw["model"]["vision_tower"] = {"name": "clip", "config": {"hidden_size": 32}}
     with pytest.raises(RunError, match="set init_from"):
         check_stages(resolve_spec(raw), get_registry())
+
+
+def test_default_stages_use_only_modes_the_recipe_accepts():
+    recipe = get_registry().create("recipe", "custom_finetune", {})
+    for raw in recipe.default_stages():
+        assert recipe.check_stage(StageSpec.model_validate(raw)) == []
+
+
+class TestConformance(ComponentConformance):
+    kind = "recipe"
+    name = "custom_finetune"

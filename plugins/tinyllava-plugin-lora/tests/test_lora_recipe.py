@@ -10,6 +10,7 @@ from tinyllava.model.build import build_fresh
 from tinyllava.plugins.registry import get_registry
 from tinyllava.spec.runspec import ModelSpec, StageSpec
 from tinyllava.testing import TINY_MODEL
+from tinyllava.testing.conformance import ComponentConformance
 
 
 def test_default_stages():
@@ -38,3 +39,14 @@ def test_qlora_is_not_accepted():
     with pytest.raises(ValueError, match="tune.llm='qlora' is not supported by this recipe"):
         get_registry().create("recipe", "lora", {}).prepare(
             model, StageSpec.model_validate({"name": "s", "tune": {"llm": "qlora"}}))
+
+
+def test_default_stages_use_only_modes_the_recipe_accepts():
+    recipe = get_registry().create("recipe", "lora", {})
+    for raw in recipe.default_stages():
+        assert recipe.check_stage(StageSpec.model_validate(raw)) == []
+
+
+class TestConformance(ComponentConformance):
+    kind = "recipe"
+    name = "lora"

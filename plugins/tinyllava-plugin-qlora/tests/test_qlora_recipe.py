@@ -8,6 +8,7 @@ from tinyllava.model.build import build_fresh
 from tinyllava.plugins.registry import get_registry
 from tinyllava.spec.runspec import ModelSpec, StageSpec
 from tinyllava.testing import TINY_MODEL
+from tinyllava.testing.conformance import ComponentConformance
 from tinyllava.training.parameters import parameter_table
 
 
@@ -38,3 +39,14 @@ def test_four_bit_layers_count_their_real_size():
     lora = sum(p.numel() for n, p in model.language_model.named_parameters() if "lora_" in n)
     assert rows["llm"][1] == totals["llm"] + lora and rows["llm"][2] == lora
     assert rows["llm"][3] == "qlora nf4 r4"
+
+
+def test_default_stages_use_only_modes_the_recipe_accepts():
+    recipe = get_registry().create("recipe", "qlora", {})
+    for raw in recipe.default_stages():
+        assert recipe.check_stage(StageSpec.model_validate(raw)) == []
+
+
+class TestConformance(ComponentConformance):
+    kind = "recipe"
+    name = "qlora"

@@ -11,6 +11,7 @@ from tinyllava.plugins.registry import get_registry
 from tinyllava.spec import resolve_spec
 from tinyllava.spec.runspec import ModelSpec, StageSpec
 from tinyllava.testing import TINY_MODEL
+from tinyllava.testing.conformance import ComponentConformance
 
 
 def test_three_stages_as_in_the_paper():
@@ -44,3 +45,14 @@ def test_partial_trains_the_top_blocks_only():
     assert trained and all(n.startswith("model.layers.1.") for n in trained)
     with pytest.raises(ValueError, match="not supported by this recipe"):
         recipe.prepare(model, StageSpec.model_validate({"name": "s", "tune": {"llm": "lora"}}))
+
+
+def test_default_stages_use_only_modes_the_recipe_accepts():
+    recipe = get_registry().create("recipe", "share", {})
+    for raw in recipe.default_stages():
+        assert recipe.check_stage(StageSpec.model_validate(raw)) == []
+
+
+class TestConformance(ComponentConformance):
+    kind = "recipe"
+    name = "share"
