@@ -239,3 +239,19 @@ def test_eval_option_changes_the_benchmark(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert report["benchmarks"]["shapes"]["questions"] == 10 and report["failed"] == {}
+
+
+def test_train_without_a_spec_runs_the_quickstart(tmp_path):
+    """`tinyllava train` with no spec trains the built-in quickstart (shrunk here to two steps a stage)."""
+    shrink = []
+    for i in (0, 1):
+        shrink += ["--set", f"stages.{i}.max_steps=2", "--set", f"stages.{i}.data.dataset.num_images=8",
+                   "--set", f"stages.{i}.batch_size=4"]
+    proc = cli("train", "--set", f"output_dir={tmp_path}", "--set", "num_threads=1", *shrink)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no spec given: training the quickstart model" in proc.stdout
+    ckpt = tmp_path / "quickstart" / "stage1-instruct" / "final"
+    assert f"checkpoint: {ckpt}" in proc.stdout
+    assert (tmp_path / "quickstart" / "latest").resolve() == ckpt.resolve()
+    manifest = json.loads((ckpt / "tinyllava.json").read_text())
+    assert manifest["spec"]["name"] == "quickstart" and manifest["image_seq_len"] == 16

@@ -38,3 +38,19 @@ from tinyllava.testing.conformance import ConnectorConformance  # noqa: E402
 class TestMLPConformance(ConnectorConformance):
     name = "mlp"
     options = {"depth": 2}
+
+
+def test_position_embedding_tells_tokens_apart():
+    module = get_registry().create("connector", "mlp", {"depth": 2, "position_embedding": True}).build(8, 16, 4)
+    same = torch.ones(1, 4, 8)  # identical features at every position
+    out = module(same)
+    assert out.shape == (1, 4, 16)
+    assert not torch.allclose(out[0, 0], out[0, 1])
+    assert sorted(module.state_dict()) == ["mlp.0.bias", "mlp.0.weight", "mlp.2.bias", "mlp.2.weight", "position"]
+    with pytest.raises(ValueError, match="built for 4 image tokens"):
+        module(torch.ones(1, 5, 8))
+
+
+class TestMLPWithPositionsConformance(ConnectorConformance):
+    name = "mlp"
+    options = {"depth": 2, "position_embedding": True}

@@ -49,11 +49,12 @@ def make_scene(rng: random.Random, image_size: int) -> Scene:
     half = image_size // 2
     things = []
     for quadrant, colour in zip(quadrants, colours, strict=True):
-        size = rng.randint(int(half * 0.45), int(half * 0.8))
-        margin = size // 2 + 1
+        # big shapes near the quadrant centre: a patch then sees a consistent part of the outline
+        size = rng.randint(int(half * 0.6), int(half * 0.85))
+        jitter = max(1, half // 12)
         qx, qy = (quadrant % 2) * half, (quadrant // 2) * half
-        cx = qx + rng.randint(margin, half - margin)
-        cy = qy + rng.randint(margin, half - margin)
+        cx = qx + half // 2 + rng.randint(-jitter, jitter)
+        cy = qy + half // 2 + rng.randint(-jitter, jitter)
         things.append(Thing(colour, rng.choice(SHAPES), POSITIONS[quadrant], cx, cy, size))
     return Scene(tuple(sorted(things, key=lambda t: POSITIONS.index(t.position))), image_size)
 
