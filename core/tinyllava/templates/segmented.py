@@ -6,8 +6,11 @@ subtracting offsets, so there is no "tokenization mismatch" and no sample is sil
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from pydantic import Field
+
+from tinyllava.components.base import ComponentOptions
 from tinyllava.components.chat_template import ChatTemplate, Encoded, Turn
 from tinyllava.constants import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX
 
@@ -24,6 +27,15 @@ def image_first(text: str) -> str:
     count = text.count(IMAGE_PLACEHOLDER)
     rest = text.replace(IMAGE_PLACEHOLDER, "").strip()
     return (IMAGE_PLACEHOLDER + "\n") * count + rest
+
+
+def image_last(text: str) -> str:
+    """Move `<image>` to the end of its turn: the question first, then the image."""
+    if IMAGE_PLACEHOLDER not in text:
+        return text
+    count = text.count(IMAGE_PLACEHOLDER)
+    rest = text.replace(IMAGE_PLACEHOLDER, "").strip()
+    return rest + ("\n" + IMAGE_PLACEHOLDER) * count
 
 
 def tokenize_segment(text: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -62,11 +74,21 @@ def split_rounds(conversation: list[Turn], *, allow_open_end: bool) -> list[tupl
     return rounds
 
 
+class SegmentedOptions(ComponentOptions):
+    image_placement: Literal["first", "last"] = Field(
+        "first",
+        description="first: `<image>\\n` opens its turn, whatever the data says (TinyLLaVA Factory); "
+        "last: the question comes first and the image after it, so image tokens can attend to the question",
+    )
+
+
 class SegmentedTemplate(ChatTemplate):
     """`{system} USER: {q} ASSISTANT: {a}{eos}USER: ...` with per-segment ids and labels.
 
     Subclasses set the class attributes; `eos` is the literal end-of-answer token string.
     """
+
+    Options: ClassVar[type[ComponentOptions]] = SegmentedOptions
 
     system: ClassVar[str] = ""
     user_format: ClassVar[str] = "USER: {content} "
@@ -86,8 +108,8 @@ class SegmentedTemplate(ChatTemplate):
         out: list[tuple[str, bool]] = []
         for i, (question, answer) in enumerate(rounds):
             prefix = (self.system + " ") if (i == 0 and self.system) else ""
-            out.append((prefix + self.user_format.format(content=image_first(question)) + self.assistant_marker,
-                        False))
+            placed = image_last(question) if self.options.image_placement == "last" else image_first(question)
+            out.append((prefix + self.user_format.format(content=placed) + self.assistant_marker, False))
             if answer is not None:
                 out.append((self.answer_format.format(content=answer, eos=eos), True))
         return out

@@ -128,3 +128,14 @@ class TestLlamaTemplateConformance(ChatTemplateConformance):
         from tinyllava_plugin_llama.tokenizer import build_byte_tokenizer
 
         return build_byte_tokenizer([SYSTEM, "What is this?", "A cat."], 300)
+
+
+def test_image_placement_last_puts_the_question_first(tokenizer):
+    template = get_registry().create("chat_template", "llama", {"image_placement": "last"})
+    assert template.render(CONV[:1], add_generation_prompt=True) == f"{SYSTEM} USER: What is this?\n<image> ASSISTANT:"
+    ids = template.generation_prompt([{"from": "human", "value": "<image>\nWhat is this?"}], tokenizer)
+    question = tokenizer("What is this?", add_special_tokens=False)["input_ids"]
+    at = ids.index(IMAGE_TOKEN_INDEX)
+    assert ids[at - len(question) - 1: at - 1] == question  # question, newline, then the image
+    default = get_registry().create("chat_template", "llama", {})
+    assert default.render(CONV[:1], add_generation_prompt=True).endswith("USER: <image>\nWhat is this? ASSISTANT:")
