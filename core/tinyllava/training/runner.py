@@ -307,7 +307,7 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     from tinyllava.checkpoint import save_checkpoint
     from tinyllava.data.dataset import Collator, SupervisedDataset
     from tinyllava.data.records import load_records
-    from tinyllava.training.distributed import deepspeed_config, reset_accelerate_state
+    from tinyllava.training.distributed import deepspeed_config, reset_accelerate_state, zero_stage
     from tinyllava.training.parameters import prune_groups
     from tinyllava.training.trainer import ParameterTableCallback, RichProgressCallback, TinyLlavaTrainer
 
@@ -344,18 +344,28 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     ds_config = deepspeed_config(stage.deepspeed)
     use_cuda = torch.cuda.is_available()
     find_unused = stage.ddp_find_unused_parameters
+    mixed = _mixed_modalities(dataset)
+    if procs.world_size > 1 and zero_stage(ds_config) == 3 and mixed:
+        # each rank gathers a module's weights when it runs it: a rank with a text-only batch would skip the
+        # vision tower's gathers and the others would wait for it forever
+        raise RunError(f"stage {stage.name!r}: ZeRO-3 with several processes needs every batch to run the vision "
+                       f"tower, and this stage's data mixes text-only and image samples; use deepspeed: zero2, "
+                       f"one process, or data of one kind")
     if procs.world_size > 1 and ds_config is None:
         unreached = freeze_unreachable(model, _probe_batch(dataset, collator))
         if unreached:
             param_groups = prune_groups(param_groups)
             console.print(f"stage {stage.name}: {len(unreached)} parameter(s) get no gradient and stay frozen "
                           f"(first: {unreached[0]})")
+        only_images_reach = stage.tune.vision_tower.trains or stage.tune.connector.trains
         if find_unused is None:
-            only_images_reach = stage.tune.vision_tower.trains or stage.tune.connector.trains
-            find_unused = _mixed_modalities(dataset) and only_images_reach
+            find_unused = mixed and only_images_reach
             if find_unused:
                 console.print(f"stage {stage.name}: the data mixes text-only and image samples; DDP looks for "
                               f"unused parameters each step")
+        elif not find_unused and mixed and only_images_reach:
+            console.print(f"[yellow]stage {stage.name}: ddp_find_unused_parameters is false but the data mixes "
+                          f"text-only and image samples: a text-only batch will stall DDP; leave it unset[/]")
 
     args = TrainingArguments(
         output_dir=str(folder / "checkpoints"),
