@@ -352,6 +352,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
                        f"tower, and this stage's data mixes text-only and image samples; use deepspeed: zero2, "
                        f"one process, or data of one kind")
     if procs.world_size > 1 and ds_config is None:
+        if use_cuda:
+            model.to(torch.device("cuda", procs.local_rank))  # where the Trainer would put it anyway
         unreached = freeze_unreachable(model, _probe_batch(dataset, collator))
         if unreached:
             param_groups = prune_groups(param_groups)
