@@ -189,7 +189,8 @@ def test_parameter_table_counts_partitioned_and_quantised_weights(straight):
 
 def test_two_processes_freeze_what_gets_no_gradient(straight):
     _, out = straight("ddp")
-    assert "get no gradient and stay frozen (first: vision_tower.model.post_layernorm" in out
+    line = next(x for x in out.splitlines() if "get no gradient and stay frozen" in x)
+    assert "post_layernorm" in line  # CLIP's final norm feeds only the pooled output, never the features
     assert _table(out)["vision_tower"][1] < _table(out)["vision_tower"][0]
 
 

@@ -236,13 +236,13 @@ def _quiet_library_noise() -> None:
 
 
 def _run(spec: RunSpec, resume: bool, console: Console, registry: Any, procs: Any) -> RunResult:
+    from transformers import set_seed
     from transformers.utils import logging as hf_logging
-
-    _quiet_library_noise()
 
     from tinyllava.model.build import build_fresh
 
     hf_logging.disable_progress_bar()  # our own rich bars instead of tqdm's "Writing model shards"
+    _quiet_library_noise()
     run_dir = spec.run_dir()
     spec_file = run_dir / "spec.json"
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
@@ -258,8 +258,6 @@ def _run(spec: RunSpec, resume: bool, console: Console, registry: Any, procs: An
         run_dir.mkdir(parents=True, exist_ok=True)
         spec_file.write_text(json.dumps(spec_to_dict(spec), indent=2))
     procs.barrier()
-    from transformers import set_seed
-
     set_seed(spec.seed)
     if spec.init_from is not None:
         model, tokenizer, image_processor = _load_merged(spec.init_from, registry)
