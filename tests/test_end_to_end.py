@@ -255,3 +255,12 @@ def test_train_without_a_spec_runs_the_quickstart(tmp_path):
     assert (tmp_path / "quickstart" / "latest").resolve() == ckpt.resolve()
     manifest = json.loads((ckpt / "tinyllava.json").read_text())
     assert manifest["spec"]["name"] == "quickstart" and manifest["image_seq_len"] == 16
+
+
+def test_too_short_max_length_is_a_clear_error(tmp_path):
+    raw = tiny_run_spec(tmp_path / "runs", steps=1)
+    raw["stages"] = raw["stages"][1:]
+    raw["model"]["max_length"] = 20  # shorter than the image and the system prompt
+    proc = cli("train", str(write_spec(tmp_path / "s.yaml", raw)))
+    assert proc.returncode == 2
+    assert "raise model.max_length" in proc.stderr

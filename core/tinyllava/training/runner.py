@@ -333,6 +333,11 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     if dataset.untrainable:
         console.print(f"[yellow]stage {stage.name}: {len(dataset.untrainable)} sample(s) had no trained token "
                       f"left after truncation and were left out (first: {dataset.untrainable[0]})[/]")
+    if len(dataset) == 0:
+        raise RunError(
+            f"stage {stage.name}: no sample has a trained token left after truncation to "
+            f"max_length={settings.max_length} ({len(dataset.untrainable)} left out); raise model.max_length"
+        )
     collator = Collator(tokenizer.pad_token_id)
     recipe = _recipe(spec, stage, registry)
     model.train()
