@@ -20,7 +20,7 @@ from pydantic import Field
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
-from tinyllava_plugin_mmmu._files import (
+from tinyllava.eval.native_files import (
     Layout,
     apply_limit,
     check_images,

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
-from tinyllava_plugin_pope._files import (
+from tinyllava.eval.native_files import (
     SHORT_ANSWER,
     Layout,
     apply_limit,

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
-from tinyllava_plugin_scienceqa._files import (
+from tinyllava.eval.native_files import (
     Layout,
     apply_limit,
     check_images,

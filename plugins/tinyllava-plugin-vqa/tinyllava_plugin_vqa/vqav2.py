@@ -20,7 +20,7 @@ from pydantic import Field
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
-from tinyllava_plugin_vqa._files import (
+from tinyllava.eval.native_files import (
     SHORT_ANSWER,
     Layout,
     apply_limit,

@@ -1,4 +1,4 @@
-"""File helpers for the benchmarks of this plugin: read the native files, fail early with a layout message."""
+"""Shared helpers for benchmark plugins: read native files, fail early with a layout message, write answers."""
 
 from __future__ import annotations
 
