@@ -38,9 +38,21 @@ def test_materialize_reuses_the_cache(tmp_path):
 
 def test_captions_describe_every_object(tmp_path):
     json_path, _ = dataset(split="captions").materialize(tmp_path)
+    styles = set()
     for record in json.loads(json_path.read_text()):
         answer = record["conversations"][1]["value"]
-        assert answer.endswith(".") and answer.count(" at the ") >= 1
+        assert answer.endswith(".") and answer.lower().count("at the ") >= 1
+        styles.add(answer.startswith("At the "))
+    assert styles == {True, False}  # both position-first and attribute-first captions
+
+
+def test_caption_styles():
+    from tinyllava_plugin_shapes.scenes import Scene, Thing, caption
+
+    scene = Scene((Thing("red", "circle", "top left", 16, 16, 20), Thing("blue", "square", "bottom right", 48, 48, 20)),
+                  64)
+    assert caption(scene) == "A red circle at the top left and a blue square at the bottom right."
+    assert caption(scene, position_first=True) == "At the top left, a red circle and at the bottom right, a blue square."
 
 
 def bench(**options):

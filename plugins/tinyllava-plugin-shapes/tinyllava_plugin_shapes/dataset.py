@@ -42,7 +42,7 @@ def build_records(opts: ShapesDatasetOptions, image_dir: Path | None) -> list[di
             draw(scene).save(image_dir / name)
         if opts.split == "captions":
             convs = [{"from": "human", "value": "<image>\nDescribe the picture."},
-                     {"from": "gpt", "value": caption(scene)}]
+                     {"from": "gpt", "value": caption(scene, position_first=rng.random() < 0.5)}]
         else:
             convs = []
             for r in range(rng.randint(1, opts.max_rounds)):

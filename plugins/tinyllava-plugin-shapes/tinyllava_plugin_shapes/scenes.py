@@ -77,9 +77,15 @@ def draw(scene: Scene) -> Any:
     return image
 
 
-def caption(scene: Scene) -> str:
-    parts = [f"a {t.colour} {t.shape} at the {t.position}" for t in scene.things]
-    return (" and ".join(parts) + ".").capitalize()
+def caption(scene: Scene, position_first: bool = False) -> str:
+    """Describe every object. Position-first captions ("At the top left, a red circle.") teach looking an
+    object up by where it is; attribute-first ones ("A red circle at the top left.") teach the reverse."""
+    if position_first:
+        parts = [f"at the {t.position}, a {t.colour} {t.shape}" for t in scene.things]
+    else:
+        parts = [f"a {t.colour} {t.shape} at the {t.position}" for t in scene.things]
+    text = " and ".join(parts) + "."
+    return text[0].upper() + text[1:]
 
 
 def question(scene: Scene, category: str, rng: random.Random) -> tuple[str, str]:
