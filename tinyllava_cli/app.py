@@ -13,9 +13,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: typer's rich help costs ~60 ms of imports at every start
 )
-plugins_app = typer.Typer(help="Installed plugins.", no_args_is_help=True)
-config_app = typer.Typer(help="Validate, show and describe run specs.", no_args_is_help=True)
+plugins_app = typer.Typer(help="Installed plugins.", no_args_is_help=True, rich_markup_mode=None)
+config_app = typer.Typer(help="Validate, show and describe run specs.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(config_app, name="config")
 
