@@ -57,3 +57,12 @@ def test_unknown_mode_and_all_frozen_are_errors(model):
         recipe.prepare(model, StageSpec.model_validate({"name": "s", "tune": {"llm": "lora"}}))
     with pytest.raises(ValueError, match="nothing would train"):
         recipe.prepare(model, StageSpec.model_validate({"name": "s", "tune": {"connector": "frozen"}}))
+
+
+from tinyllava.testing.conformance import ComponentConformance  # noqa: E402
+
+
+class TestBaseRecipeConformance(ComponentConformance):
+    kind = "recipe"
+    name = "base"
+    options = {}

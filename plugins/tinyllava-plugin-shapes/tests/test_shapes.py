@@ -52,7 +52,8 @@ def test_caption_styles():
     scene = Scene((Thing("red", "circle", "top left", 16, 16, 20), Thing("blue", "square", "bottom right", 48, 48, 20)),
                   64)
     assert caption(scene) == "A red circle at the top left and a blue square at the bottom right."
-    assert caption(scene, position_first=True) == "At the top left, a red circle and at the bottom right, a blue square."
+    expected = "At the top left, a red circle and at the bottom right, a blue square."
+    assert caption(scene, position_first=True) == expected
 
 
 def bench(**options):
@@ -94,3 +95,18 @@ def test_scoring_by_hand(tmp_path):
     files = b.write_answers(items, answers, tmp_path)
     lines = files[0].read_text().splitlines()
     assert len(lines) == 20 and json.loads(lines[0])["question_id"] == items[0].item_id
+
+
+from tinyllava.testing.conformance import ComponentConformance  # noqa: E402
+
+
+class TestShapesDatasetConformance(ComponentConformance):
+    kind = "dataset"
+    name = "shapes"
+    options = {"num_images": 4}
+
+
+class TestShapesBenchmarkConformance(ComponentConformance):
+    kind = "benchmark"
+    name = "shapes"
+    options = {"per_category": 2}
