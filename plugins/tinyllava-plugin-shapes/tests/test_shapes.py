@@ -110,3 +110,12 @@ class TestShapesBenchmarkConformance(ComponentConformance):
     kind = "benchmark"
     name = "shapes"
     options = {"per_category": 2}
+
+
+def test_max_objects_limits_every_picture(tmp_path):
+    json_path, _ = dataset(split="captions", max_objects=1).materialize(tmp_path)
+    for record in json.loads(json_path.read_text()):
+        assert record["conversations"][1]["value"].lower().count("at the ") == 1
+    json_path, _ = dataset(split="captions").materialize(tmp_path)
+    counts = {r["conversations"][1]["value"].lower().count("at the ") for r in json.loads(json_path.read_text())}
+    assert max(counts) > 1

@@ -24,6 +24,7 @@ class ShapesDatasetOptions(ComponentOptions):
     seed: int = 0
     max_rounds: int = Field(3, ge=1, description="question/answer rounds per conversation (1..max)")
     text_only_fraction: float = Field(0.05, ge=0, le=1, description="share of text-only conversations")
+    max_objects: int = Field(4, ge=1, le=4, description="objects per picture: 1..max (fewer: an easier curriculum)")
 
 
 def build_records(opts: ShapesDatasetOptions, image_dir: Path | None) -> list[dict]:
@@ -36,7 +37,7 @@ def build_records(opts: ShapesDatasetOptions, image_dir: Path | None) -> list[di
             q, a = rng.choice(TEXT_ONLY)
             records.append({"id": rid, "conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]})
             continue
-        scene = make_scene(rng, opts.image_size)
+        scene = make_scene(rng, opts.image_size, opts.max_objects)
         name = f"{i:06d}.png"
         if image_dir is not None:
             draw(scene).save(image_dir / name)

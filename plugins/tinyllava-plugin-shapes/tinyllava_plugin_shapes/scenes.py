@@ -42,8 +42,8 @@ class Scene:
     image_size: int
 
 
-def make_scene(rng: random.Random, image_size: int) -> Scene:
-    count = rng.randint(1, 4)
+def make_scene(rng: random.Random, image_size: int, max_objects: int = 4) -> Scene:
+    count = rng.randint(1, max_objects)
     quadrants = rng.sample(range(4), count)
     colours = rng.sample(list(COLOURS), count)
     half = image_size // 2
