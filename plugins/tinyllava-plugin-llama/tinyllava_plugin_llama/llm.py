@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
@@ -90,7 +89,3 @@ class LlamaLLM(LLM):
             tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
         return tokenizer
 
-
-def local_folder(source: str) -> Path | None:
-    path = Path(source)
-    return path if path.is_dir() else None

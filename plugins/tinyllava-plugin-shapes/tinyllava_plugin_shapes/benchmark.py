@@ -13,8 +13,6 @@ from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
 from tinyllava_plugin_shapes.scenes import CATEGORIES, CHANCE, draw, make_scene, question
 
-SUFFIX = ""
-
 
 class ShapesBenchmarkOptions(ComponentOptions):
     per_category: int = Field(100, ge=1, description="questions per category")
@@ -39,7 +37,7 @@ class ShapesBenchmark(Benchmark):
                 scene = make_scene(rng, opts.image_size)
                 q, a = question(scene, category, rng)
                 items.append(EvalItem(
-                    item_id=f"{category}-{i:04d}", prompt=q + SUFFIX, image=draw(scene), max_new_tokens=8,
+                    item_id=f"{category}-{i:04d}", prompt=q, image=draw(scene), max_new_tokens=8,
                     meta={"category": category, "answer": a},
                 ))
         return items[:limit] if limit else items
