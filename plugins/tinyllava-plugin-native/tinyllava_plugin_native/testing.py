@@ -52,3 +52,20 @@ def write_tiny_gguf(model: Any, arch: str, path: Path) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def check_gguf_roundtrip(llm_name: str, config: dict[str, Any], arch: str, cls_name: str, folder: Path) -> None:
+    """Build a tiny `llm_name` model, write it as GGUF, load it back through the plugin: same class, same logits."""
+    import torch
+
+    from tinyllava.plugins.registry import get_registry
+
+    model, tok = get_registry().create("llm", llm_name, {"config": config, "tokenizer_vocab_size": 300}).build()
+    write_tiny_gguf(model, arch, folder / "tiny.gguf")
+    tok.save_pretrained(folder / "tokenizer")
+    again, tok2 = get_registry().create("llm", llm_name, {
+        "source": str(folder), "gguf_file": "tiny.gguf", "tokenizer": str(folder / "tokenizer")}).build()
+    assert type(again).__name__ == cls_name
+    ids = torch.tensor([tok("What is this?")["input_ids"]])
+    assert torch.allclose(model(ids).logits, again(ids).logits, atol=1e-5)
+    assert len(tok2) == len(tok)

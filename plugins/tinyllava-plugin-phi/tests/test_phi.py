@@ -162,18 +162,9 @@ def test_options_need_exactly_one_source():
 def test_gguf_file_loads_with_the_class_of_its_architecture(tmp_path, config, arch, cls_name):
     """A tiny model written as F32 GGUF (llama.cpp tensor names) loads back with the same logits."""
     pytest.importorskip("gguf", reason="GGUF support needs the gguf package (pip install 'tinyllava[gguf]')")
-    import torch
-    from tinyllava_plugin_native.testing import write_tiny_gguf
+    from tinyllava_plugin_native.testing import check_gguf_roundtrip
 
-    model, tok = get_registry().create("llm", "phi", {"config": config, "tokenizer_vocab_size": 300}).build()
-    write_tiny_gguf(model, arch, tmp_path / "tiny.gguf")
-    tok.save_pretrained(tmp_path / "tokenizer")
-    again, tok2 = get_registry().create("llm", "phi", {
-        "source": str(tmp_path), "gguf_file": "tiny.gguf", "tokenizer": str(tmp_path / "tokenizer")}).build()
-    assert type(again).__name__ == cls_name
-    ids = torch.tensor([tok("What is this?")["input_ids"]])
-    assert torch.allclose(model(ids).logits, again(ids).logits, atol=1e-5)
-    assert len(tok2) == len(tok)
+    check_gguf_roundtrip("phi", config, arch, cls_name, tmp_path)
 
 
 class TestPhi2Conformance(LLMConformance):
