@@ -51,6 +51,11 @@ class HFVisionEncoder(nn.Module):
             _set_attr(model, layers_path, nn.ModuleList(list(layers)[:index]))
         self.model = model
         self.feature_index = index
+        # with no layer left, transformers records no hidden state: catch the encoder's input instead
+        self._encoder_input: torch.Tensor | None = None
+        if index == 0:
+            encoder = _get_attr(model, layers_path.rpartition(".")[0]) if "." in layers_path else model
+            encoder.register_forward_pre_hook(self._record_encoder_input, with_kwargs=True)
         self.strategy = strategy
         self.has_cls = has_cls
         self.drop_first_patch = drop_first_patch
@@ -62,6 +67,10 @@ class HFVisionEncoder(nn.Module):
             tokens -= 1
         self.num_tokens = tokens
 
+    def _record_encoder_input(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.dim() == 3]
+        self._encoder_input = tensors[0] if tensors else None
+
     @property
     def config(self) -> Any:
         return self.model.config
@@ -69,7 +78,12 @@ class HFVisionEncoder(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         dtype = next(self.model.parameters()).dtype
         out = self.model(pixel_values=pixel_values.to(dtype), output_hidden_states=True)
-        feats = out.hidden_states[self.feature_index]
+        if self.feature_index == 0:
+            feats, self._encoder_input = self._encoder_input, None
+            if feats is None:
+                raise RuntimeError("feature_layer 0: the tower's encoder was not called with the embeddings")
+        else:
+            feats = out.hidden_states[self.feature_index]
         if self.final_norm_path:
             feats = _get_attr(self.model, self.final_norm_path)(feats)
         if self.strategy == "patch" and (self.has_cls or self.drop_first_patch):

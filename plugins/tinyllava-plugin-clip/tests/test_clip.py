@@ -37,6 +37,18 @@ def test_feature_layer_selects_hidden_state_and_drops_unused_layers():
     assert torch.allclose(full(pixels), reference[-1], atol=1e-6)
 
 
+def test_feature_layer_zero_is_the_embeddings_with_no_layer_built():
+    torch.manual_seed(0)
+    full, _ = tower(feature_layer=-1, feature_strategy="patch").build()
+    pixels = torch.randn(2, 3, 32, 32)
+    embeddings = full.model(pixel_values=pixels, output_hidden_states=True).hidden_states[0]
+    zero, _ = tower(feature_layer=0, feature_strategy="patch").build()
+    assert len(zero.model.encoder.layers) == 0
+    zero.load_state_dict(full.state_dict(), strict=False)
+    assert torch.allclose(zero(pixels), embeddings[:, 1:], atol=1e-6)
+    assert torch.allclose(zero(pixels[:1]), embeddings[:1, 1:], atol=1e-6)  # nothing kept from the last call
+
+
 def test_final_norm_applies_post_layernorm():
     torch.manual_seed(0)
     enc, _ = tower(feature_layer=-1, feature_strategy="cls_patch", final_norm=True).build()
