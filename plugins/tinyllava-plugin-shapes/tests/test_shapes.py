@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from tinyllava_plugin_shapes.scenes import POSITIONS
 
 from tinyllava.data.records import load_records
 from tinyllava.plugins.registry import get_registry
@@ -54,6 +55,24 @@ def test_caption_styles():
     assert caption(scene) == "A red circle at the top left and a blue square at the bottom right."
     expected = "At the top left, a red circle and at the bottom right, a blue square."
     assert caption(scene, position_first=True) == expected
+    assert caption(scene, order=[1, 0]) == "A blue square at the bottom right and a red circle at the top left."
+
+
+def _position_orders(json_path):
+    orders = []
+    for record in json.loads(json_path.read_text()):
+        words = record["conversations"][1]["value"].lower()
+        orders.append([POSITIONS.index(p) for _, p in sorted((words.find(p), p) for p in POSITIONS if p in words)])
+    return orders
+
+
+def test_caption_order_shuffled_by_default_reading_on_request(tmp_path):
+    # shuffled: a captioner must look each object up instead of scanning the picture in reading order
+    shuffled = _position_orders(dataset(split="captions", num_images=60).materialize(tmp_path / "s")[0])
+    reading = _position_orders(
+        dataset(split="captions", num_images=60, caption_order="reading").materialize(tmp_path / "r")[0])
+    assert all(order == sorted(order) for order in reading)
+    assert sum(order != sorted(order) for order in shuffled) > 10
 
 
 def bench(**options):

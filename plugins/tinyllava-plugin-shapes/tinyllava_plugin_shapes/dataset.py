@@ -24,6 +24,9 @@ class ShapesDatasetOptions(ComponentOptions):
     seed: int = 0
     max_rounds: int = Field(3, ge=1, description="question/answer rounds per conversation (1..max)")
     text_only_fraction: float = Field(0.05, ge=0, le=1, description="share of text-only conversations")
+    caption_order: Literal["shuffled", "reading"] = Field(
+        "shuffled", description="objects in a caption: a random order (teaches looking objects up) or reading order"
+    )
     max_objects: int = Field(4, ge=1, le=4, description="objects per picture: 1..max (fewer: an easier curriculum)")
 
 
@@ -42,8 +45,11 @@ def build_records(opts: ShapesDatasetOptions, image_dir: Path | None) -> list[di
         if image_dir is not None:
             draw(scene).save(image_dir / name)
         if opts.split == "captions":
+            order = list(range(len(scene.things)))
+            if opts.caption_order == "shuffled":
+                rng.shuffle(order)
             convs = [{"from": "human", "value": "<image>\nDescribe the picture."},
-                     {"from": "gpt", "value": caption(scene, position_first=rng.random() < 0.5)}]
+                     {"from": "gpt", "value": caption(scene, position_first=rng.random() < 0.5, order=order)}]
         else:
             convs = []
             for r in range(rng.randint(1, opts.max_rounds)):

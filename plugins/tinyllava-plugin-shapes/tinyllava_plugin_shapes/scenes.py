@@ -7,6 +7,7 @@ The background is black, so with mean 0 normalisation it maps to 0.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,13 +78,16 @@ def draw(scene: Scene) -> Any:
     return image
 
 
-def caption(scene: Scene, position_first: bool = False) -> str:
+def caption(scene: Scene, position_first: bool = False, order: Sequence[int] | None = None) -> str:
     """Describe every object. Position-first captions ("At the top left, a red circle.") teach looking an
-    object up by where it is; attribute-first ones ("A red circle at the top left.") teach the reverse."""
+    object up by where it is; attribute-first ones ("A red circle at the top left.") teach the reverse.
+    `order` (indices into scene.things) shuffles the objects: in reading order a captioner can just scan
+    the picture, in a random order every word after the first of an object must be looked up by it."""
+    things = [scene.things[i] for i in order] if order is not None else list(scene.things)
     if position_first:
-        parts = [f"at the {t.position}, a {t.colour} {t.shape}" for t in scene.things]
+        parts = [f"at the {t.position}, a {t.colour} {t.shape}" for t in things]
     else:
-        parts = [f"a {t.colour} {t.shape} at the {t.position}" for t in scene.things]
+        parts = [f"a {t.colour} {t.shape} at the {t.position}" for t in things]
     text = " and ".join(parts) + "."
     return text[0].upper() + text[1:]
 
