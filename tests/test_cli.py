@@ -86,7 +86,7 @@ def test_config_commands(tmp_path):
     assert ok.returncode == 0 and "valid run spec" in ok.stdout
     shown = yaml.safe_load(tinyllava("config", "show", str(spec), "--set", "stages.0.lr=0.5").stdout)
     assert shown["stages"][0]["lr"] == 0.5
-    assert shown["model"]["connector"] == {"name": "mlp", "depth": 2, "position_embedding": False}
+    assert shown["model"]["connector"] == {"name": "mlp", "depth": 2, "position_embedding": "none"}
     bad = tmp_path / "bad.yaml"
     raw = tiny_run_spec(tmp_path / "runs")
     raw["model"]["connector"]["name"] = "mpl"

@@ -26,7 +26,7 @@ def problems(raw, overrides=None) -> str:
 
 def test_good_spec_fills_component_defaults(raw):
     spec = resolve_spec(raw)
-    assert spec.model.connector.options == {"depth": 2, "position_embedding": False}
+    assert spec.model.connector.options == {"depth": 2, "position_embedding": "none"}
     assert spec.model.vision_tower.options["feature_layer"] == -2  # the tower's own default, filled in
     assert spec.stages[1].tune.llm == "full"
 

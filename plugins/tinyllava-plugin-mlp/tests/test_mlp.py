@@ -40,10 +40,14 @@ class TestMLPConformance(ConnectorConformance):
     options = {"depth": 2}
 
 
-def test_position_embedding_tells_tokens_apart():
-    module = get_registry().create("connector", "mlp", {"depth": 2, "position_embedding": True}).build(8, 16, 4)
-    same = torch.ones(1, 4, 8)  # identical features at every position
-    out = module(same)
+def build(position_embedding: object, num_tokens: int = 4) -> object:
+    options = {"depth": 2, "position_embedding": position_embedding}
+    return get_registry().create("connector", "mlp", options).build(8, 16, num_tokens)
+
+
+def test_flat_position_embedding_tells_tokens_apart():
+    module = build("flat")
+    out = module(torch.ones(1, 4, 8))  # identical features at every position
     assert out.shape == (1, 4, 16)
     assert not torch.allclose(out[0, 0], out[0, 1])
     assert sorted(module.state_dict()) == ["mlp.0.bias", "mlp.0.weight", "mlp.2.bias", "mlp.2.weight", "position"]
@@ -51,6 +55,43 @@ def test_position_embedding_tells_tokens_apart():
         module(torch.ones(1, 5, 8))
 
 
+def test_grid_position_is_a_row_plus_a_column():
+    """Row by row: moving one column right changes a token by the same vector in every row."""
+    module = build("grid", num_tokens=9)
+    out = module(torch.ones(1, 9, 8))[0]
+    assert sorted(module.state_dict()) == ["columns", "mlp.0.bias", "mlp.0.weight", "mlp.2.bias", "mlp.2.weight",
+                                           "rows"]
+    assert torch.allclose(out[1] - out[0], out[4] - out[3], atol=1e-6)
+    assert torch.allclose(out[1] - out[0], out[7] - out[6], atol=1e-6)
+    assert torch.allclose(out[3] - out[0], out[5] - out[2], atol=1e-6)  # one row down, any column
+    assert not torch.allclose(out[1], out[3])  # the row and column vectors differ
+    with pytest.raises(ValueError, match="built for 9 image tokens"):
+        module(torch.ones(1, 4, 8))
+
+
+def test_grid_needs_a_square_grid():
+    with pytest.raises(ValueError, match="square grid of image tokens.*17.*cls_patch"):
+        build("grid", num_tokens=17)
+
+
+@pytest.mark.parametrize(("given", "meant"), [(True, "flat"), (False, "none")])
+def test_booleans_from_earlier_specs_still_read(given, meant):
+    options = get_registry().component_class("connector", "mlp").Options.model_validate({"position_embedding": given})
+    assert options.position_embedding == meant
+
+
+def test_unknown_position_embedding_is_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="flat"):
+        get_registry().component_class("connector", "mlp").Options.model_validate({"position_embedding": "2d"})
+
+
 class TestMLPWithPositionsConformance(ConnectorConformance):
     name = "mlp"
-    options = {"depth": 2, "position_embedding": True}
+    options = {"depth": 2, "position_embedding": "flat"}
+
+
+class TestMLPWithGridConformance(ConnectorConformance):
+    name = "mlp"
+    options = {"depth": 2, "position_embedding": "grid"}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.connector import Connector
@@ -15,11 +15,21 @@ if TYPE_CHECKING:  # pragma: no cover
 
 class MLPOptions(ComponentOptions):
     depth: int = Field(2, ge=1, le=8, description="number of Linear layers (GELU between them)")
-    position_embedding: bool = Field(
-        False,
-        description="add a learned embedding per image-token position to the output, so the LLM can look a "
-        "token up by where it is in the image (off: TinyLLaVA Factory's mlp2x_gelu weights map one to one)",
+    position_embedding: Literal["none", "flat", "grid"] = Field(
+        "none",
+        description="add a learned position to each image token, so the LLM can look a token up by where it is "
+        "in the image: 'flat' learns one vector per token, 'grid' a row vector plus a column vector (a square "
+        "grid of tokens; a place named in two words, such as 'top left', is matched word by word); 'none' keeps "
+        "TinyLLaVA Factory's mlp2x_gelu weights one to one",
     )
+
+    @field_validator("position_embedding", mode="before")
+    @classmethod
+    def _accept_booleans(cls, value: Any) -> Any:
+        """true/false, the option's first form, still read: true meant one vector per token."""
+        if isinstance(value, bool):
+            return "flat" if value else "none"
+        return value
 
 
 class MLPConnector(Connector):
@@ -32,8 +42,9 @@ class MLPConnector(Connector):
         for _ in range(self.options.depth - 1):
             layers += [nn.GELU(), nn.Linear(llm_dim, llm_dim)]
         mlp = nn.Sequential(*layers)
-        if not self.options.position_embedding:
+        if self.options.position_embedding == "none":
             return mlp
-        from tinyllava_plugin_mlp.modules import WithPositions
+        from tinyllava_plugin_mlp.modules import WithGridPositions, WithPositions
 
-        return WithPositions(mlp, num_vision_tokens, llm_dim)
+        wrapper = WithGridPositions if self.options.position_embedding == "grid" else WithPositions
+        return wrapper(mlp, num_vision_tokens, llm_dim)

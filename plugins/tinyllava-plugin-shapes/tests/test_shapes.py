@@ -138,3 +138,17 @@ def test_max_objects_limits_every_picture(tmp_path):
     json_path, _ = dataset(split="captions").materialize(tmp_path)
     counts = {r["conversations"][1]["value"].lower().count("at the ") for r in json.loads(json_path.read_text())}
     assert max(counts) > 1
+
+
+def test_min_rounds_sets_the_fewest_rounds(tmp_path):
+    json_path, _ = dataset(split="instruct", min_rounds=4, max_rounds=4, text_only_fraction=0).materialize(tmp_path)
+    assert {len(r["conversations"]) for r in json.loads(json_path.read_text())} == {8}
+    json_path, _ = dataset(split="instruct", max_rounds=4, text_only_fraction=0).materialize(tmp_path)
+    assert min(len(r["conversations"]) for r in json.loads(json_path.read_text())) == 2
+
+
+def test_min_rounds_above_max_rounds_is_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="min_rounds \\(5\\) is above max_rounds \\(3\\)"):
+        get_registry().component_class("dataset", "shapes").Options.model_validate({"min_rounds": 5})

@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.dataset import Dataset
@@ -22,12 +22,22 @@ class ShapesDatasetOptions(ComponentOptions):
     num_images: int = Field(4000, ge=1)
     image_size: int = Field(64, ge=16)
     seed: int = 0
-    max_rounds: int = Field(3, ge=1, description="question/answer rounds per conversation (1..max)")
+    max_rounds: int = Field(3, ge=1, description="question/answer rounds per conversation (min_rounds..max)")
+    min_rounds: int = Field(
+        1, ge=1, description="fewest rounds per conversation: equal lengths waste no padding in a batch"
+    )
     text_only_fraction: float = Field(0.05, ge=0, le=1, description="share of text-only conversations")
     caption_order: Literal["shuffled", "reading"] = Field(
         "shuffled", description="objects in a caption: a random order (teaches looking objects up) or reading order"
     )
     max_objects: int = Field(4, ge=1, le=4, description="objects per picture: 1..max (fewer: an easier curriculum)")
+
+    @model_validator(mode="after")
+    def _rounds_in_order(self) -> ShapesDatasetOptions:
+        if self.min_rounds > self.max_rounds:
+            raise ValueError(f"min_rounds ({self.min_rounds}) is above max_rounds ({self.max_rounds}); "
+                             f"lower min_rounds or raise max_rounds")
+        return self
 
 
 def build_records(opts: ShapesDatasetOptions, image_dir: Path | None) -> list[dict]:
@@ -52,7 +62,7 @@ def build_records(opts: ShapesDatasetOptions, image_dir: Path | None) -> list[di
                      {"from": "gpt", "value": caption(scene, position_first=rng.random() < 0.5, order=order)}]
         else:
             convs = []
-            for r in range(rng.randint(1, opts.max_rounds)):
+            for r in range(rng.randint(opts.min_rounds, opts.max_rounds)):
                 q, a = question(scene, rng.choices(categories, weights)[0], rng)
                 if r == 0:
                     q = f"<image>\n{q}" if rng.random() < 0.5 else f"{q}\n<image>"
