@@ -152,3 +152,26 @@ def test_min_rounds_above_max_rounds_is_refused():
 
     with pytest.raises(ValidationError, match="min_rounds \\(5\\) is above max_rounds \\(3\\)"):
         get_registry().component_class("dataset", "shapes").Options.model_validate({"min_rounds": 5})
+
+
+def human_questions(json_path):
+    return [c["value"].replace("<image>", "").strip() for r in json.loads(json_path.read_text()) if "image" in r
+            for c in r["conversations"] if c["from"] == "human"]
+
+
+def test_question_weights_choose_the_categories(tmp_path):
+    json_path, _ = dataset(split="instruct", question_weights={"count": 1.0}).materialize(tmp_path)
+    assert set(human_questions(json_path)) == {"How many shapes are there?"}
+    json_path, _ = dataset(split="instruct", question_weights={"count": 1.0, "position": 0.0,
+                                                               "colour": 1.0}).materialize(tmp_path)
+    asked = {q.split(" ")[1] for q in human_questions(json_path)}
+    assert asked == {"many", "colour"}  # "How many ...", "What colour ..."; position (weight 0) never asked
+
+
+@pytest.mark.parametrize(("weights", "message"), [({"size": 1.0}, "unknown question categories \\['size'\\]"),
+                                                  ({"count": 0.0}, "at least one above 0")])
+def test_bad_question_weights_are_refused(weights, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        get_registry().component_class("dataset", "shapes").Options.model_validate({"question_weights": weights})

@@ -8,13 +8,15 @@ import random
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.dataset import Dataset
 from tinyllava_plugin_shapes.scenes import CATEGORIES, TEXT_ONLY, caption, draw, make_scene, question
 
-TRAIN_WEIGHTS = {"colour": 1.0, "shape": 2.0, "count": 1.0, "position": 1.0, "yes/no": 2.0}
+# look-ups by position (colour questions) and checks of every object (yes/no) are the hardest to learn; counting
+# is learnt from few examples
+QUESTION_WEIGHTS = {"colour": 2.0, "shape": 1.5, "count": 0.5, "position": 1.0, "yes/no": 2.0}
 
 
 class ShapesDatasetOptions(ComponentOptions):
@@ -31,6 +33,20 @@ class ShapesDatasetOptions(ComponentOptions):
         "shuffled", description="objects in a caption: a random order (teaches looking objects up) or reading order"
     )
     max_objects: int = Field(4, ge=1, le=4, description="objects per picture: 1..max (fewer: an easier curriculum)")
+    question_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(QUESTION_WEIGHTS),
+        description="relative share of each question category in split instruct; a category left out is not asked",
+    )
+
+    @field_validator("question_weights")
+    @classmethod
+    def _known_categories(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown question categories {unknown}; the categories are {list(CATEGORIES)}")
+        if any(w < 0 for w in value.values()) or not any(w > 0 for w in value.values()):
+            raise ValueError("question weights must be >= 0 with at least one above 0")
+        return value
 
     @model_validator(mode="after")
     def _rounds_in_order(self) -> ShapesDatasetOptions:
@@ -43,7 +59,7 @@ class ShapesDatasetOptions(ComponentOptions):
 def build_records(opts: ShapesDatasetOptions, image_dir: Path | None) -> list[dict]:
     rng = random.Random(f"shapes-{opts.seed}-{opts.split}")
     records = []
-    categories, weights = list(TRAIN_WEIGHTS), list(TRAIN_WEIGHTS.values())
+    categories, weights = list(opts.question_weights), list(opts.question_weights.values())
     for i in range(opts.num_images):
         rid = f"shapes-{opts.split}-{i:06d}"
         if opts.split == "instruct" and rng.random() < opts.text_only_fraction:
