@@ -175,3 +175,10 @@ def test_bad_question_weights_are_refused(weights, message):
 
     with pytest.raises(ValidationError, match=message):
         get_registry().component_class("dataset", "shapes").Options.model_validate({"question_weights": weights})
+
+
+@pytest.mark.parametrize(("fraction", "expected"), [(1.0, {True}), (0.0, {False}), (0.5, {True, False})])
+def test_position_first_fraction_sets_the_caption_style(tmp_path, fraction, expected):
+    json_path, _ = dataset(split="captions", position_first_fraction=fraction).materialize(tmp_path)
+    styles = {r["conversations"][1]["value"].startswith("At the ") for r in json.loads(json_path.read_text())}
+    assert styles == expected

@@ -32,6 +32,10 @@ class ShapesDatasetOptions(ComponentOptions):
     caption_order: Literal["shuffled", "reading"] = Field(
         "shuffled", description="objects in a caption: a random order (teaches looking objects up) or reading order"
     )
+    position_first_fraction: float = Field(
+        0.5, ge=0, le=1, description='share of captions that name the place first ("At the top left, a red '
+        'circle"): they teach looking an object up by where it is, the others by what it looks like',
+    )
     max_objects: int = Field(4, ge=1, le=4, description="objects per picture: 1..max (fewer: an easier curriculum)")
     question_weights: dict[str, float] = Field(
         default_factory=lambda: dict(QUESTION_WEIGHTS),
@@ -74,8 +78,9 @@ def build_records(opts: ShapesDatasetOptions, image_dir: Path | None) -> list[di
             order = list(range(len(scene.things)))
             if opts.caption_order == "shuffled":
                 rng.shuffle(order)
+            position_first = rng.random() < opts.position_first_fraction
             convs = [{"from": "human", "value": "<image>\nDescribe the picture."},
-                     {"from": "gpt", "value": caption(scene, position_first=rng.random() < 0.5, order=order)}]
+                     {"from": "gpt", "value": caption(scene, position_first=position_first, order=order)}]
         else:
             convs = []
             for r in range(rng.randint(opts.min_rounds, opts.max_rounds)):
