@@ -112,6 +112,34 @@ def apply_limit(rows: list[Any], limit: int | None) -> list[Any]:
     return rows if limit is None else rows[: max(limit, 0)]
 
 
+def short_answer_item(item_id: str, question_id: Any, text: str, image: Path, **meta: Any) -> EvalItem:
+    """An item of a LLaVA short-answer benchmark, prompted like LLaVA's model_vqa_loader: the native question
+    text plus SHORT_ANSWER, up to 128 new tokens. `meta` keeps the native question id and text, which the
+    answers file repeats, plus what the benchmark scores with."""
+    return EvalItem(
+        item_id=item_id,
+        prompt=with_suffix(text, SHORT_ANSWER),
+        image=image,
+        max_new_tokens=128,
+        meta={"question_id": question_id, "question_text": text, **meta},
+    )
+
+
+def question_text(item: EvalItem) -> str:
+    """The native question text a `short_answer_item` keeps: the prompt LLaVA's answers files record."""
+    return item.meta["question_text"]
+
+
+def require_answers(items: list[EvalItem], answers: dict[str, str], problem: str, reason: str) -> None:
+    """Refuse to score unless every item has an answer, where the official scorer pairs or needs them all.
+
+    The error reads `<problem> <count> question(s) (first: <ids>); <reason>`.
+    """
+    missing = [it.item_id for it in items if it.item_id not in answers]
+    if missing:
+        raise ValueError(f"{problem} {len(missing)} question(s) (first: {', '.join(missing[:5])}); {reason}")
+
+
 def answer_id(benchmark: str, item_id: str) -> str:
     """Stable stand-in for LLaVA's random shortuuid, so two runs write identical files."""
     return hashlib.sha1(f"{benchmark}:{item_id}".encode()).hexdigest()[:22]
@@ -122,7 +150,7 @@ def write_llava_answers(
     benchmark: str,
     items: list[EvalItem],
     answers: dict[str, str],
-    prompt_of: Callable[[EvalItem], str],
+    prompt_of: Callable[[EvalItem], str] = question_text,
 ) -> Path:
     """The answers .jsonl of LLaVA's model_vqa scripts, one line per answered item, in item order."""
     path.parent.mkdir(parents=True, exist_ok=True)

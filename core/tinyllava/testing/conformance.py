@@ -10,7 +10,9 @@ Usage in a plugin's tests (the component is always fetched through the public pl
 
 Every class checks: the component resolves through entry points; its plugin's entry module imports
 nothing heavy; its Options reject unknown keys; and, per kind, shapes, a save/load round trip on
-disk, dtype moves, and that building it opens no network connection.
+disk, dtype moves, and that building it opens no network connection. `QueryConnectorConformance` adds the
+checks of connectors that pool an image into learnt queries. The `heavy_imports_after` and `check_*` functions
+serve checks that several plugins' own tests share (LLM families: `tinyllava.testing.families`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,21 @@ def refuse_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
+def heavy_imports_after(code: str) -> list[str]:
+    """Heavy modules loaded by running `code` in a fresh interpreter.
+
+    Listing, validating and schema generation import a plugin's component modules; they must stay light.
+    """
+    script = (
+        "import json, sys\n"
+        f"{code}\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def entry_module_imports(kind: str, name: str) -> list[str]:
     """Heavy modules imported by importing the plugin's entry module (in a fresh interpreter)."""
     from importlib import metadata
@@ -45,13 +62,23 @@ def entry_module_imports(kind: str, name: str) -> list[str]:
 
     entry = get_registry().entry(kind, name)
     ep = next(e for e in metadata.entry_points(group="tinyllava.plugins") if e.name == entry.plugin_id)
-    code = (
-        "import importlib, json, sys\n"
-        f"importlib.import_module({ep.value!r})\n"
-        f"print(json.dumps(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return heavy_imports_after(f"import importlib\nimportlib.import_module({ep.value!r})")
+
+
+def check_options_refused(kind: str, name: str, refused: list[tuple[dict[str, Any], str | None]]) -> Any:
+    """Each options dict of `refused` fails validation, with a message matching its pattern (None: any).
+
+    Returns the Options class, for checks of what is accepted.
+    """
+    from pydantic import ValidationError
+
+    from tinyllava.plugins.registry import get_registry
+
+    options_class = get_registry().component_class(kind, name).Options
+    for options, match in refused:
+        with pytest.raises(ValidationError, match=match):
+            options_class.model_validate(options)
+    return options_class
 
 
 class ComponentConformance:
@@ -65,10 +92,11 @@ class ComponentConformance:
     def no_network(self, monkeypatch: pytest.MonkeyPatch) -> None:
         refuse_network(monkeypatch)
 
-    def component(self) -> Any:
+    def component(self, **overrides: Any) -> Any:
+        """The component built from `options`, with `overrides` on top (for checks that vary one option)."""
         from tinyllava.plugins.registry import get_registry
 
-        return get_registry().create(self.kind, self.name, dict(self.options))
+        return get_registry().create(self.kind, self.name, {**self.options, **overrides})
 
     def test_resolves_through_entry_points(self) -> None:
         from tinyllava.plugins.registry import get_registry
@@ -95,8 +123,8 @@ class ConnectorConformance(ComponentConformance):
     num_tokens: ClassVar[int] = 16
     expected_tokens: ClassVar[int | None] = None  # None: same as num_tokens
 
-    def build(self) -> Any:
-        return self.component().build(self.vision_dim, self.llm_dim, self.num_tokens)
+    def build(self, **overrides: Any) -> Any:
+        return self.component(**overrides).build(self.vision_dim, self.llm_dim, self.num_tokens)
 
     def test_shape_contract(self, no_network: None) -> None:
         import torch
@@ -124,6 +152,61 @@ class ConnectorConformance(ComponentConformance):
         module = self.build().to(torch.bfloat16)
         out = module(torch.randn(1, self.num_tokens, self.vision_dim, dtype=torch.bfloat16))
         assert out.dtype == torch.bfloat16
+
+
+class QueryConnectorConformance(ConnectorConformance):
+    """Connectors that pool an image into a fixed number of learnt queries (Q-Former, Perceiver resampler).
+
+    Subclasses also set `other_queries` (a count other than the options'), `trained_parameters` (dotted names
+    of parameters gradients must reach besides the image) and `bad_options` (each must be refused).
+    """
+
+    queries_option: ClassVar[str] = "num_queries"
+    other_queries: ClassVar[int] = 7
+    trained_parameters: ClassVar[tuple[str, ...]] = ()
+    bad_options: ClassVar[list[dict[str, Any]]] = []
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """One test per entry of the subclass's `bad_options`."""
+        if "bad" in metafunc.fixturenames:
+            metafunc.parametrize("bad", self.bad_options)
+
+    def test_output_tokens_are_the_queries_whatever_the_image_length(self) -> None:
+        import torch
+
+        module = self.build(**{self.queries_option: self.other_queries}).eval()
+        for n in (1, 16, 49):
+            assert module(torch.randn(2, n, self.vision_dim)).shape == (2, self.other_queries, self.llm_dim)
+
+    def test_output_depends_on_each_image_and_batches_are_independent(self) -> None:
+        import torch
+
+        torch.manual_seed(0)
+        module = self.build().eval()
+        a, b = torch.randn(1, self.num_tokens, self.vision_dim), torch.randn(1, self.num_tokens, self.vision_dim)
+        with torch.no_grad():
+            both = module(torch.cat([a, b]))
+            alone = module(a)
+        assert torch.allclose(both[:1], alone, atol=1e-5)
+        assert not torch.allclose(both[0], both[1], atol=1e-3)
+
+    def test_gradients_reach_the_queries_and_the_image(self) -> None:
+        import torch
+
+        module = self.build()
+        x = torch.randn(2, self.num_tokens, self.vision_dim, requires_grad=True)
+        module(x).square().mean().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0
+        assert self.trained_parameters, "name the parameters gradients must reach"
+        for name in self.trained_parameters:
+            grad = module.get_parameter(name).grad
+            assert grad is not None and grad.abs().sum() > 0, name
+
+    def test_bad_options_are_rejected(self, bad: dict[str, Any]) -> None:
+        from pydantic import ValidationError
+
+        with pytest.raises(ValidationError):
+            self.component(**bad)
 
 
 class VisionTowerConformance(ComponentConformance):
@@ -166,6 +249,34 @@ class VisionTowerConformance(ComponentConformance):
         encoder = encoder.to(torch.bfloat16)
         out = encoder(torch.randn(1, 3, self.image_size, self.image_size))
         assert out.dtype == torch.bfloat16
+
+
+def check_source_refused(kind: str, name: str, saved: Any, folder: Path, match: str) -> None:
+    """`saved` (a transformers model or config of something else) is saved to `folder`: building `name` with
+    `source` pointing there must fail with a ValueError matching `match`, which names what to use instead."""
+    from tinyllava.plugins.registry import get_registry
+
+    saved.save_pretrained(folder)
+    with pytest.raises(ValueError, match=match):
+        get_registry().create(kind, name, {"source": str(folder)}).build()
+
+
+def check_pretrained_tower_folder(name: str, options: dict[str, Any], folder: Path, image_size: int = 32) -> Any:
+    """A tower built from `options`, saved as a pretrained folder (model + image processor) and loaded from it
+    with `source` gives the same features and keeps the processor's normalisation. Returns (encoder, loaded
+    encoder, loaded processor) for a tower's own checks."""
+    import torch
+
+    from tinyllava.plugins.registry import get_registry
+
+    encoder, processor = get_registry().create("vision_tower", name, options).build()
+    encoder.model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    loaded, processor2 = get_registry().create("vision_tower", name, {"source": str(folder)}).build()
+    pixels = torch.randn(1, 3, image_size, image_size)
+    assert torch.allclose(encoder(pixels), loaded(pixels), atol=1e-6)
+    assert list(processor2.image_mean) == list(processor.image_mean)
+    return encoder, loaded, processor2
 
 
 class LLMConformance(ComponentConformance):

@@ -46,3 +46,22 @@ def tiny_run_spec(output_dir: Path, *, name: str = "tiny", steps: int = 2, num_i
         "model": copy.deepcopy(TINY_MODEL),
         "stages": [stage("align", "captions", chat_template="pretrain"), stage("instruct", "instruct")],
     }
+
+
+def save_and_reload_tiny(folder: Path, **components: Any) -> tuple[Any, Any]:
+    """Build TINY_MODEL with some `components` replaced (e.g. vision_tower={...}), save it as a checkpoint in
+    `folder` and load it back offline: the (built, loaded) pair, for checks that a component survives the core's
+    checkpoint round trip."""
+    import torch
+
+    from tinyllava.checkpoint.load import load_checkpoint
+    from tinyllava.checkpoint.save import save_checkpoint
+    from tinyllava.model.build import build_fresh
+    from tinyllava.plugins.registry import get_registry
+    from tinyllava.spec.runspec import ModelSpec
+
+    torch.manual_seed(0)
+    built = build_fresh(get_registry(), ModelSpec.model_validate({**copy.deepcopy(TINY_MODEL), **components}))
+    save_checkpoint(folder, built.model, built.tokenizer, built.image_processor,
+                    chat_template={"name": "llama", "options": {}})
+    return built, load_checkpoint(folder)

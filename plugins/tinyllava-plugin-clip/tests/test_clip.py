@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tinyllava.plugins.registry import get_registry
+from tinyllava.testing.conformance import VisionTowerConformance, check_options_refused, check_pretrained_tower_folder
 
 CONFIG = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 2,
           "image_size": 32, "patch_size": 8}
@@ -65,26 +66,14 @@ def test_from_config_rebuilds_the_same_architecture():
 
 
 def test_pretrained_folder_roundtrip(tmp_path):
-    enc, processor = tower().build()
-    enc.model.save_pretrained(tmp_path)
-    processor.save_pretrained(tmp_path)
-    loaded, processor2 = get_registry().create("vision_tower", "clip", {"source": str(tmp_path)}).build()
-    pixels = torch.randn(1, 3, 32, 32)
-    assert torch.allclose(enc(pixels), loaded(pixels), atol=1e-6)
-    assert processor2.image_mean == processor.image_mean
+    check_pretrained_tower_folder("clip", {"config": CONFIG}, tmp_path)
 
 
 def test_options_validation():
-    from pydantic import ValidationError
-
-    cls = get_registry().component_class("vision_tower", "clip")
-    with pytest.raises(ValidationError, match="exactly one of"):
-        cls.Options.model_validate({})
-    with pytest.raises(ValidationError):
-        cls.Options.model_validate({"config": {}, "feature_strategy": "middle"})
-
-
-from tinyllava.testing.conformance import VisionTowerConformance  # noqa: E402
+    check_options_refused("vision_tower", "clip", [
+        ({}, "exactly one of"),
+        ({"config": {}, "feature_strategy": "middle"}, None),
+    ])
 
 
 class TestCLIPConformance(VisionTowerConformance):

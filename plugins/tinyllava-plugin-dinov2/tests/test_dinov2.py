@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from tinyllava.plugins.registry import get_registry
+from tinyllava.testing import save_and_reload_tiny
+from tinyllava.testing.conformance import (
+    VisionTowerConformance,
+    check_options_refused,
+    check_pretrained_tower_folder,
+    check_source_refused,
+    heavy_imports_after,
+)
 
 CONFIG = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2,
           "image_size": 32, "patch_size": 8}
@@ -96,14 +101,10 @@ def processor_with_crop(processor, size):
 
 @pytest.mark.parametrize("config", [CONFIG, REGISTERS])
 def test_pretrained_folder_roundtrip(tmp_path, config):
-    enc, processor = tower(config, image_mean=[0.1, 0.2, 0.3]).build()
-    enc.model.save_pretrained(tmp_path)
-    processor.save_pretrained(tmp_path)
-    loaded, processor2 = get_registry().create("vision_tower", "dinov2", {"source": str(tmp_path)}).build()
+    enc, loaded, processor2 = check_pretrained_tower_folder("dinov2", {"config": config, "image_mean": [0.1, 0.2, 0.3]},
+                                                            tmp_path)
     assert type(loaded.model) is type(enc.model)
     assert loaded.num_tokens == enc.num_tokens
-    pixels = torch.randn(1, 3, 32, 32)
-    assert torch.allclose(enc(pixels), loaded(pixels), atol=1e-6)
     assert list(processor2.image_mean) == [0.1, 0.2, 0.3]
     assert type(processor2).__name__ == "BitImageProcessorPil"
 
@@ -120,32 +121,20 @@ def test_other_checkpoints_are_refused(tmp_path):
 
     config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                               num_attention_heads=2, image_size=32, patch_size=8)
-    CLIPVisionModel(config).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="not DINOv2"):
-        get_registry().create("vision_tower", "dinov2", {"source": str(tmp_path)}).build()
+    check_source_refused("vision_tower", "dinov2", CLIPVisionModel(config), tmp_path, "not DINOv2")
 
 
 def test_component_module_is_import_light():
-    code = ("import sys, tinyllava_plugin_dinov2.tower as t\n"
-            "t.Dinov2Tower.Options.model_json_schema()\n"
-            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "[]", out.stderr
+    code = "import tinyllava_plugin_dinov2.tower as t\nt.Dinov2Tower.Options.model_json_schema()"
+    assert heavy_imports_after(code) == []
 
 
 def test_options_validation():
-    from pydantic import ValidationError
-
-    cls = get_registry().component_class("vision_tower", "dinov2")
-    with pytest.raises(ValidationError, match="exactly one of"):
-        cls.Options.model_validate({})
-    with pytest.raises(ValidationError):
-        cls.Options.model_validate({"config": {}, "feature_strategy": "registers"})
-    with pytest.raises(ValidationError, match="`config` only"):
-        cls.Options.model_validate({"source": "facebook/dinov2-large", "image_std": [0.1] * 3})
-
-
-from tinyllava.testing.conformance import VisionTowerConformance  # noqa: E402
+    check_options_refused("vision_tower", "dinov2", [
+        ({}, "exactly one of"),
+        ({"config": {}, "feature_strategy": "registers"}, None),
+        ({"source": "facebook/dinov2-large", "image_std": [0.1] * 3}, "`config` only"),
+    ])
 
 
 class TestDinov2Conformance(VisionTowerConformance):
@@ -162,20 +151,7 @@ class TestDinov2RegistersConformance(VisionTowerConformance):
 
 def test_saved_and_reloaded_model(tmp_path):
     """Through the core: the checkpoint's processor (crop size) and config rebuild the register variant."""
-    import copy
-
-    from tinyllava.checkpoint.load import load_checkpoint
-    from tinyllava.checkpoint.save import save_checkpoint
-    from tinyllava.model.build import build_fresh
-    from tinyllava.spec.runspec import ModelSpec
-    from tinyllava.testing import TINY_MODEL
-
-    torch.manual_seed(0)
-    spec = {**copy.deepcopy(TINY_MODEL), "vision_tower": {"name": "dinov2", "config": REGISTERS}}
-    built = build_fresh(get_registry(), ModelSpec.model_validate(spec))
-    save_checkpoint(tmp_path, built.model, built.tokenizer, built.image_processor,
-                    chat_template={"name": "llama", "options": {}})
-    loaded = load_checkpoint(tmp_path)
+    built, loaded = save_and_reload_tiny(tmp_path, vision_tower={"name": "dinov2", "config": REGISTERS})
     assert type(loaded.model.vision_tower.model).__name__ == "Dinov2WithRegistersModel"
     assert loaded.model.vision_tower.num_tokens == 16
     pixels = torch.randn(1, 3, 32, 32)

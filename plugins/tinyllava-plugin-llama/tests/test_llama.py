@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from tinyllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from tinyllava.constants import IMAGE_TOKEN_INDEX
 from tinyllava.plugins.registry import get_registry
-
-SYSTEM = (
-    "A chat between a curious user and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+from tinyllava.testing.conformance import ChatTemplateConformance, LLMConformance
+from tinyllava.testing.families import (
+    CONVERSATION,
+    FACTORY_CORPUS,
+    FACTORY_SYSTEM,
+    FactoryTemplateChecks,
+    check_options_need_exactly_one_source,
 )
-CONV = [
-    {"from": "human", "value": "What is this?\n<image>"},
-    {"from": "gpt", "value": "A cat."},
-    {"from": "human", "value": "Sure?"},
-    {"from": "gpt", "value": "Yes"},
-]
+
 # Golden ids for the byte-level tokenizer below (vocab 300). The prefix is BOS + the system prompt +
 # "USER: "; then the image, "\nWhat is this? ASSISTANT:" (masked), " A cat.</s>" (trained), ...
 PREFIX = [1, 36, 269, 273, 224, 296, 87, 90, 72, 271, 260, 269, 88, 85, 274, 268, 281, 280, 262, 260, 85, 87, 76,
@@ -29,11 +27,19 @@ QUESTION2 = [293, 29, 224, 54, 88, 85, 72, 34, 224, 286, 290, 292, 55, 29]
 ANSWER2 = [224, 60, 272, 2]
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
+TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "num_key_value_heads": 2}
+
+
+def llama_tokenizer(corpus: tuple[str, ...] = FACTORY_CORPUS):
     from tinyllava_plugin_llama.tokenizer import build_byte_tokenizer
 
-    return build_byte_tokenizer([SYSTEM, "USER: ", " ASSISTANT: ", "What is this?", "A cat."], 300)
+    return build_byte_tokenizer(list(corpus), 300)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return llama_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -41,24 +47,13 @@ def template():
     return get_registry().create("chat_template", "llama", {})
 
 
-def test_render_reproduces_tinyllava_factory_strings(template):
-    assert template.render(CONV) == (
-        f"{SYSTEM} USER: <image>\nWhat is this? ASSISTANT: A cat.</s>USER: Sure? ASSISTANT: Yes</s>"
-    )
-    assert template.render(CONV[:1], add_generation_prompt=True) == f"{SYSTEM} USER: <image>\nWhat is this? ASSISTANT:"
+class TestLlamaTemplate(FactoryTemplateChecks):
+    name = "llama"
+    eos, eos_id, bos_id = "</s>", 2, 1
+    prefix, question1, answer1, question2, answer2 = PREFIX, QUESTION1, ANSWER1, QUESTION2, ANSWER2
 
-
-def test_golden_ids_and_labels(template, tokenizer):
-    enc = template.encode(CONV, tokenizer)
-    assert enc.input_ids == PREFIX + QUESTION1 + ANSWER1 + QUESTION2 + ANSWER2
-    masked = [IGNORE_INDEX] * (len(PREFIX) + len(QUESTION1))
-    assert enc.labels == masked + ANSWER1 + [IGNORE_INDEX] * len(QUESTION2) + ANSWER2
-    assert tokenizer.decode(ANSWER1) == " A cat.</s>"
-
-
-def test_generation_prompt_and_stop(template, tokenizer):
-    assert template.generation_prompt(CONV[:1], tokenizer) == PREFIX + QUESTION1
-    assert template.stop_token_ids(tokenizer) == [tokenizer.convert_tokens_to_ids("</s>")] == [2]
+    def make_tokenizer(self):
+        return llama_tokenizer()
 
 
 def test_template_refuses_a_tokenizer_without_its_eos(template):
@@ -76,7 +71,7 @@ def test_conversation_errors_are_clear(template, tokenizer):
     with pytest.raises(ValueError, match="expected 'gpt'"):
         template.encode([{"from": "human", "value": "a"}, {"from": "human", "value": "b"}], tokenizer)
     with pytest.raises(ValueError, match="no answer"):
-        template.encode(CONV[:1], tokenizer)
+        template.encode(CONVERSATION[:1], tokenizer)
 
 
 def test_llm_builds_from_config_and_reloads_from_a_local_folder(tmp_path):
@@ -101,19 +96,7 @@ def test_llm_builds_from_config_and_reloads_from_a_local_folder(tmp_path):
 
 
 def test_options_need_exactly_one_source():
-    from pydantic import ValidationError
-
-    cls = get_registry().component_class("llm", "llama")
-    with pytest.raises(ValidationError, match="exactly one of"):
-        cls.Options.model_validate({})
-    with pytest.raises(ValidationError, match="gguf_file"):
-        cls.Options.model_validate({"config": {}, "gguf_file": "x.gguf"})
-
-
-from tinyllava.testing.conformance import ChatTemplateConformance, LLMConformance  # noqa: E402
-
-TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-        "num_key_value_heads": 2}
+    check_options_need_exactly_one_source("llama")
 
 
 class TestLlamaLLMConformance(LLMConformance):
@@ -125,17 +108,18 @@ class TestLlamaTemplateConformance(ChatTemplateConformance):
     name = "llama"
 
     def make_tokenizer(self):
-        from tinyllava_plugin_llama.tokenizer import build_byte_tokenizer
-
-        return build_byte_tokenizer([SYSTEM, "What is this?", "A cat."], 300)
+        return llama_tokenizer((FACTORY_SYSTEM, "What is this?", "A cat."))
 
 
 def test_image_placement_last_puts_the_question_first(tokenizer):
     template = get_registry().create("chat_template", "llama", {"image_placement": "last"})
-    assert template.render(CONV[:1], add_generation_prompt=True) == f"{SYSTEM} USER: What is this?\n<image> ASSISTANT:"
+    assert template.render(CONVERSATION[:1], add_generation_prompt=True) == (
+        f"{FACTORY_SYSTEM} USER: What is this?\n<image> ASSISTANT:"
+    )
     ids = template.generation_prompt([{"from": "human", "value": "<image>\nWhat is this?"}], tokenizer)
     question = tokenizer("What is this?", add_special_tokens=False)["input_ids"]
     at = ids.index(IMAGE_TOKEN_INDEX)
     assert ids[at - len(question) - 1: at - 1] == question  # question, newline, then the image
     default = get_registry().create("chat_template", "llama", {})
-    assert default.render(CONV[:1], add_generation_prompt=True).endswith("USER: <image>\nWhat is this? ASSISTANT:")
+    prompt = default.render(CONVERSATION[:1], add_generation_prompt=True)
+    assert prompt.endswith("USER: <image>\nWhat is this? ASSISTANT:")

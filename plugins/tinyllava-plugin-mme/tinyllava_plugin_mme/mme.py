@@ -26,7 +26,8 @@ from tinyllava.eval.native_files import (
     Layout,
     check_images,
     read_jsonl,
-    with_suffix,
+    require_answers,
+    short_answer_item,
     write_llava_answers,
 )
 
@@ -174,20 +175,8 @@ class MMEBenchmark(Benchmark):
             if (task, file, question) not in gt:
                 raise LAYOUT.error(f"no ground truth for {qid!r} question {question!r} in {RELEASE}/{task}")
             items.append(
-                EvalItem(
-                    item_id=f"{qid}#{seen[qid]}",
-                    prompt=with_suffix(q["text"], SHORT_ANSWER),
-                    image=release / q["image"],
-                    max_new_tokens=128,
-                    meta={
-                        "question_id": q["question_id"],
-                        "question_text": q["text"],
-                        "task": task,
-                        "file": file,
-                        "question": question,
-                        "gt": gt[(task, file, question)],
-                    },
-                )
+                short_answer_item(f"{qid}#{seen[qid]}", q["question_id"], q["text"], release / q["image"],
+                                  task=task, file=file, question=question, gt=gt[(task, file, question)])
             )
             seen[qid] += 1
         return check_images(items, LAYOUT)
@@ -195,11 +184,7 @@ class MMEBenchmark(Benchmark):
     def write_answers(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> list[Path]:
         """LLaVA's answers file plus the per-task files calculation.py reads (--results_dir mme_results)."""
         out_dir = Path(out_dir)
-        files = [
-            write_llava_answers(
-                out_dir / "mme_answers.jsonl", "mme", items, answers, lambda it: it.meta["question_text"]
-            )
-        ]
+        files = [write_llava_answers(out_dir / "mme_answers.jsonl", "mme", items, answers)]
         per_task: dict[str, list[str]] = defaultdict(list)
         for it in items:
             if it.item_id in answers:
@@ -219,12 +204,8 @@ class MMEBenchmark(Benchmark):
 
 
 def score_mme(items: list[EvalItem], answers: dict[str, str]) -> BenchmarkResult:
-    missing = [it.item_id for it in items if it.item_id not in answers]
-    if missing:
-        raise ValueError(
-            f"mme: no answer for {len(missing)} question(s) (first: {', '.join(missing[:5])}); "
-            "calculation.py pairs the two answers of every image, so every question needs an answer"
-        )
+    require_answers(items, answers, "mme: no answer for",
+                    "calculation.py pairs the two answers of every image, so every question needs an answer")
     by_task: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
     for it in items:
         gts, texts = by_task[it.meta["task"]]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from tinyllava.plugins.registry import get_registry
+from tinyllava.testing import save_and_reload_tiny
+from tinyllava.testing.conformance import ConnectorConformance, VisionTowerConformance, heavy_imports_after
 
 CLIP = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
         "image_size": 32, "patch_size": 8}
@@ -156,21 +154,9 @@ def test_connector_refuses_an_odd_token_count():
 
 def test_tower_and_connector_in_a_saved_and_reloaded_model(tmp_path):
     """Through the core: build, save a checkpoint, load it offline; features and projections agree."""
-    from tinyllava.checkpoint.load import load_checkpoint
-    from tinyllava.checkpoint.save import save_checkpoint
-    from tinyllava.model.build import build_fresh
-    from tinyllava.spec.runspec import ModelSpec
-    from tinyllava.testing import TINY_MODEL
-
-    torch.manual_seed(0)
-    spec = copy.deepcopy(TINY_MODEL)
-    spec["vision_tower"] = {"name": "mof", **options()}
-    spec["connector"] = {"name": "mof_mlp"}
-    built = build_fresh(get_registry(), ModelSpec.model_validate(spec))
+    built, loaded = save_and_reload_tiny(tmp_path, vision_tower={"name": "mof", **options()},
+                                         connector={"name": "mof_mlp"})
     assert built.model.config.num_vision_tokens == 32 and built.model.config.image_seq_len == 32
-    save_checkpoint(tmp_path, built.model, built.tokenizer, built.image_processor,
-                    chat_template={"name": "llama", "options": {}})
-    loaded = load_checkpoint(tmp_path)
     pixels = torch.randn(1, 3, 32, 32)
     model, again = built.model.eval(), loaded.model
     with torch.no_grad():
@@ -179,14 +165,9 @@ def test_tower_and_connector_in_a_saved_and_reloaded_model(tmp_path):
 
 
 def test_component_modules_are_import_light():
-    code = ("import sys, tinyllava_plugin_mof.tower as t, tinyllava_plugin_mof.connector as c\n"
-            "t.MoFTower.Options.model_json_schema(); c.MoFMLPConnector.Options.model_json_schema()\n"
-            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "[]", out.stderr
-
-
-from tinyllava.testing.conformance import ConnectorConformance, VisionTowerConformance  # noqa: E402
+    code = ("import tinyllava_plugin_mof.tower as t, tinyllava_plugin_mof.connector as c\n"
+            "t.MoFTower.Options.model_json_schema(); c.MoFMLPConnector.Options.model_json_schema()")
+    assert heavy_imports_after(code) == []
 
 
 class TestMoFConformance(VisionTowerConformance):

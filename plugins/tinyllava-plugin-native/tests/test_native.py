@@ -11,6 +11,7 @@ import pytest
 from tinyllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from tinyllava.plugins.registry import get_registry
 from tinyllava.testing.conformance import ChatTemplateConformance
+from tinyllava.testing.families import CONVERSATION
 
 # ChatML written two ways: plain, and with the assistant text (answer + `<|im_end|>`) in a generation block.
 CHATML = (
@@ -30,12 +31,6 @@ CHATML_REASONING = (
     "{% else %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-CONV = [
-    {"from": "human", "value": "What is this?\n<image>"},
-    {"from": "gpt", "value": "A cat."},
-    {"from": "human", "value": "Sure?"},
-    {"from": "gpt", "value": "Yes"},
-]
 RENDERED = (
     "<|im_start|>user\n<image>\nWhat is this?<|im_end|>\n<|im_start|>assistant\nA cat.<|im_end|>\n"
     "<|im_start|>user\nSure?<|im_end|>\n<|im_start|>assistant\nYes<|im_end|>\n"
@@ -71,12 +66,12 @@ def tokenizer():
 
 
 def test_render_is_the_tokenizers_own_template(tokenizer):
-    assert native().render(CONV, tokenizer=tokenizer) == RENDERED
-    assert native().render(CONV[:1], add_generation_prompt=True, tokenizer=tokenizer) == (
+    assert native().render(CONVERSATION, tokenizer=tokenizer) == RENDERED
+    assert native().render(CONVERSATION[:1], add_generation_prompt=True, tokenizer=tokenizer) == (
         "<|im_start|>user\n<image>\nWhat is this?<|im_end|>\n<|im_start|>assistant\n"
     )
     with pytest.raises(ValueError, match="pass tokenizer="):
-        native().render(CONV)
+        native().render(CONVERSATION)
 
 
 @pytest.mark.parametrize("jinja", [CHATML, CHATML_MARKED], ids=["prefix-fallback", "generation-markers"])
@@ -88,18 +83,18 @@ def test_golden_ids_and_labels(jinja):
     assert tok.decode(USER1[4:]) == "\nWhat is this?<|im_end|>\n<|im_start|>assistant\n"
     assert tok.decode(ANSWER1) == "A cat.<|im_end|>" and tok.decode(ANSWER2) == "Yes<|im_end|>"
     assert tok.decode(USER2) == "\n<|im_start|>user\nSure?<|im_end|>\n<|im_start|>assistant\n"
-    enc = template.encode(CONV, tok)
+    enc = template.encode(CONVERSATION, tok)
     assert enc.input_ids == USER1 + ANSWER1 + USER2 + ANSWER2
     assert enc.labels == [IGNORE_INDEX] * len(USER1) + ANSWER1 + [IGNORE_INDEX] * len(USER2) + ANSWER2
-    assert template.generation_prompt(CONV[:1], tok) == USER1
-    assert template.generation_prompt(CONV[:3], tok) == USER1 + ANSWER1 + USER2
+    assert template.generation_prompt(CONVERSATION[:1], tok) == USER1
+    assert template.generation_prompt(CONVERSATION[:3], tok) == USER1 + ANSWER1 + USER2
     assert template.stop_token_ids(tok) == [2, 0]  # the end of turn, then eos
 
 
 def test_labels_match_transformers_assistant_masks_without_images():
     """With markers and no image the ids are apply_chat_template's, and the labels its assistant_masks."""
     tok = chatml_tokenizer(CHATML_MARKED)
-    conv = [dict(turn, value=turn["value"].replace("\n<image>", "")) for turn in CONV]
+    conv = [dict(turn, value=turn["value"].replace("\n<image>", "")) for turn in CONVERSATION]
     enc = native().encode(conv, tok)
     messages = native().messages(conv, False)
     out = tok.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
@@ -111,7 +106,7 @@ def test_labels_match_transformers_assistant_masks_without_images():
 def test_history_rendered_differently_ends_turns_at_the_end_marker():
     """Qwen-3-like templates: earlier assistant turns end at `<|im_end|>`; the last keeps its reasoning block."""
     tok = chatml_tokenizer(CHATML_REASONING)
-    enc = native().encode(CONV, tok)
+    enc = native().encode(CONVERSATION, tok)
     assert trained_text(tok, enc) == "A cat.<|im_end|><think></think>Yes<|im_end|>"
     assert enc.input_ids.count(IMAGE_TOKEN_INDEX) == 1
 
@@ -119,7 +114,7 @@ def test_history_rendered_differently_ends_turns_at_the_end_marker():
 def test_a_template_that_rewrites_earlier_text_is_refused_with_the_fix():
     tok = chatml_tokenizer("{% if messages | length > 2 %}LONG{% endif %}" + CHATML)
     with pytest.raises(ValueError, match="generation %} markers"):
-        native().encode(CONV, tok)
+        native().encode(CONVERSATION, tok)
 
 
 def test_no_chat_template_is_refused_with_the_fix_and_the_jinja_option_supplies_one():
@@ -128,15 +123,15 @@ def test_no_chat_template_is_refused_with_the_fix_and_the_jinja_option_supplies_
         native().check_tokenizer(tok)
     template = native(jinja=CHATML)
     template.check_tokenizer(tok)
-    assert template.encode(CONV, tok).input_ids == USER1 + ANSWER1 + USER2 + ANSWER2
+    assert template.encode(CONVERSATION, tok).input_ids == USER1 + ANSWER1 + USER2 + ANSWER2
 
 
 def test_system_option_and_template_kwargs_reach_the_template(tokenizer):
     jinja = "{% if greeting %}{{ greeting }}{% endif %}" + CHATML
     tok = chatml_tokenizer(jinja)
     template = native(system="Be brief.", template_kwargs={"greeting": "hi"})
-    assert template.render(CONV[:2], tokenizer=tok).startswith("hi<|im_start|>system\nBe brief.<|im_end|>\n")
-    enc = template.encode(CONV, tok)
+    assert template.render(CONVERSATION[:2], tokenizer=tok).startswith("hi<|im_start|>system\nBe brief.<|im_end|>\n")
+    enc = template.encode(CONVERSATION, tok)
     assert trained_text(tok, enc) == "A cat.<|im_end|>Yes<|im_end|>"
 
 
@@ -171,9 +166,9 @@ def test_a_real_tokenizer_template_smollm2_from_its_gguf():
     template = native()
     template.check_tokenizer(tok)
     assert not template.has_generation_markers(tok)
-    enc = template.encode(CONV, tok)
+    enc = template.encode(CONVERSATION, tok)
     assert trained_text(tok, enc) == "A cat.<|im_end|>Yes<|im_end|>"
-    assert template.render(CONV, tokenizer=tok).startswith("<|im_start|>system\n")
+    assert template.render(CONVERSATION, tokenizer=tok).startswith("<|im_start|>system\n")
     assert tok.convert_tokens_to_ids("<|im_end|>") in template.stop_token_ids(tok)
 
 

@@ -1,14 +1,27 @@
-"""Test helper for the family plugins: write a tiny random transformers model as an F32 GGUF file.
+"""Test helpers for the family plugins: their local tokenizers, and tiny random models as F32 GGUF files.
 
-It lets each family test its `gguf_file` path offline, without a real GGUF download. Only what
+The GGUF writer lets each family test its `gguf_file` path offline, without a real GGUF download. Only what
 transformers' GGUF loader reads is written (hyper-parameters, token ids, tensors under llama.cpp's names);
 there is no tokenizer in the file, so load it with the `tokenizer` option pointing at a saved folder.
+The family-independent checks (golden templates, build and reload) are in `tinyllava.testing.families`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+def family_tokenizer(llm_name: str, model_type: str) -> Any:
+    """The local tokenizer (vocab 300) of `llm_name`'s member `model_type` that its tests' golden ids are made
+    with: learnt from the Factory prompt, so that a conversation takes few ids."""
+    from tinyllava.plugins.registry import get_registry
+    from tinyllava.testing.families import FACTORY_CORPUS
+    from tinyllava_plugin_native.tokenizer import build_family_tokenizer
+
+    spec = get_registry().create("llm", llm_name, {"config": {}}).tokenizer_spec(model_type)
+    return build_family_tokenizer(spec, list(FACTORY_CORPUS), 300)
 
 
 def write_tiny_gguf(model: Any, arch: str, path: Path) -> Path:
@@ -55,11 +68,15 @@ def write_tiny_gguf(model: Any, arch: str, path: Path) -> Path:
 
 
 def check_gguf_roundtrip(llm_name: str, config: dict[str, Any], arch: str, cls_name: str, folder: Path) -> None:
-    """Build a tiny `llm_name` model, write it as GGUF, load it back through the plugin: same class, same logits."""
+    """Build a tiny `llm_name` model, write it as GGUF, load it back through the plugin: same class, same logits.
+
+    Skips (naming the extra to install) where the gguf package is missing, as GGUF support is optional."""
+    import pytest
     import torch
 
     from tinyllava.plugins.registry import get_registry
 
+    pytest.importorskip("gguf", reason="GGUF support needs the gguf package (pip install 'tinyllava[gguf]')")
     model, tok = get_registry().create("llm", llm_name, {"config": config, "tokenizer_vocab_size": 300}).build()
     write_tiny_gguf(model, arch, folder / "tiny.gguf")
     tok.save_pretrained(folder / "tokenizer")
@@ -69,3 +86,17 @@ def check_gguf_roundtrip(llm_name: str, config: dict[str, Any], arch: str, cls_n
     ids = torch.tensor([tok("What is this?")["input_ids"]])
     assert torch.allclose(model(ids).logits, again(ids).logits, atol=1e-5)
     assert len(tok2) == len(tok)
+
+
+def gguf_roundtrip_test(llm_name: str, cases: list[tuple[dict[str, Any], str, str]]) -> Callable[..., None]:
+    """A family's GGUF test, parametrised over (config, llama.cpp arch, class name) cases; a test module assigns
+    it to a `test_*` name, so that each family lists only its members."""
+    import pytest
+
+    @pytest.mark.parametrize(("config", "arch", "cls_name"), cases)
+    def test_gguf_file_loads_with_the_class_of_its_architecture(tmp_path: Path, config: dict[str, Any], arch: str,
+                                                                cls_name: str) -> None:
+        """A tiny model written as F32 GGUF (llama.cpp tensor names) loads back with the same logits."""
+        check_gguf_roundtrip(llm_name, config, arch, cls_name, tmp_path)
+
+    return test_gguf_file_loads_with_the_class_of_its_architecture

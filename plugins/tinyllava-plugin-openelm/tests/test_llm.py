@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from tinyllava.plugins.registry import get_registry
-from tinyllava.testing.conformance import LLMConformance
+from tinyllava.testing import save_and_reload_tiny
+from tinyllava.testing.conformance import LLMConformance, heavy_imports_after
 
 TINY = {
     "model_dim": 32, "head_dim": 8, "num_transformer_layers": 2, "num_gqa_groups": 2,
@@ -120,35 +121,16 @@ def test_modeling_module_registers_the_auto_classes():
 
 def test_component_module_is_import_light():
     """Listing, validating and schema generation load the llm module; that must not load torch or transformers."""
-    import subprocess
-    import sys
-
-    code = ("import sys, tinyllava_plugin_openelm.llm as m\n"
-            "m.OpenELMLLM.Options.model_json_schema()\n"
-            "m.OpenELMLLM.Options.model_validate({'config': {}})\n"
-            "print(sorted(k for k in ('torch', 'transformers') if k in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "[]", out.stderr
+    assert heavy_imports_after("import tinyllava_plugin_openelm.llm as m\n"
+                               "m.OpenELMLLM.Options.model_json_schema()\n"
+                               "m.OpenELMLLM.Options.model_validate({'config': {}})") == []
 
 
 def test_tinyllava_checkpoint_save_and_load_through_the_core(tmp_path):
     """The assembled LLaVA model with OpenELM saves and reloads (text config -> from_config) to the same logits."""
-    import copy
-
     import torch
 
-    from tinyllava.checkpoint.load import load_checkpoint
-    from tinyllava.checkpoint.save import save_checkpoint
-    from tinyllava.model.build import build_fresh
-    from tinyllava.spec.runspec import ModelSpec
-    from tinyllava.testing import TINY_MODEL
-
-    torch.manual_seed(0)
-    spec = {**copy.deepcopy(TINY_MODEL), "llm": {"name": "openelm", **OPTIONS}}
-    built = build_fresh(get_registry(), ModelSpec.model_validate(spec))
-    save_checkpoint(tmp_path, built.model, built.tokenizer, built.image_processor,
-                    chat_template={"name": "llama", "options": {}})
-    loaded = load_checkpoint(tmp_path)
+    built, loaded = save_and_reload_tiny(tmp_path, llm={"name": "openelm", **OPTIONS})
     assert type(loaded.model.language_model).__name__ == "OpenELMForCausalLM"
     ids = torch.tensor([built.tokenizer("What shape is the", add_special_tokens=False)["input_ids"]])
     with torch.no_grad():

@@ -20,12 +20,12 @@ from typing import Any, ClassVar
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
 from tinyllava.eval.native_files import (
-    SHORT_ANSWER,
     Layout,
     apply_limit,
     check_images,
     read_jsonl,
-    with_suffix,
+    require_answers,
+    short_answer_item,
     write_llava_answers,
 )
 
@@ -116,34 +116,15 @@ class POPEBenchmark(Benchmark):
                 )
             for q, label in zip(rows, labels[category], strict=True):
                 q["_label"] = label
-        items = []
-        for q in apply_limit(questions, limit):
-            items.append(
-                EvalItem(
-                    item_id=str(q["question_id"]),
-                    prompt=with_suffix(q["text"], SHORT_ANSWER),
-                    image=images / q["image"],
-                    max_new_tokens=128,
-                    meta={
-                        "question_id": q["question_id"],
-                        "question_text": q["text"],
-                        "category": q["category"],
-                        "label": q["_label"],
-                    },
-                )
-            )
+        items = [
+            short_answer_item(str(q["question_id"]), q["question_id"], q["text"], images / q["image"],
+                              category=q["category"], label=q["_label"])
+            for q in apply_limit(questions, limit)
+        ]
         return check_images(items, LAYOUT)
 
     def write_answers(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> list[Path]:
-        return [
-            write_llava_answers(
-                Path(out_dir) / "pope_answers.jsonl",
-                "pope",
-                items,
-                answers,
-                lambda it: it.meta["question_text"],
-            )
-        ]
+        return [write_llava_answers(Path(out_dir) / "pope_answers.jsonl", "pope", items, answers)]
 
     def score(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> BenchmarkResult:
         return score_pope(items, answers)
@@ -151,12 +132,8 @@ class POPEBenchmark(Benchmark):
 
 def score_pope(items: list[EvalItem], answers: dict[str, str]) -> BenchmarkResult:
     """Per-category metrics and their mean; the unprefixed metrics are the means (`f1` is the headline)."""
-    missing = [it.item_id for it in items if it.item_id not in answers]
-    if missing:
-        raise ValueError(
-            f"pope: no answer for {len(missing)} question(s) (first: {', '.join(missing[:5])}); eval_pope.py "
-            "pairs answers with labels by position, so every question needs an answer"
-        )
+    require_answers(items, answers, "pope: no answer for",
+                    "eval_pope.py pairs answers with labels by position, so every question needs an answer")
     grouped: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
     for it in items:
         preds, labels = grouped[it.meta["category"]]

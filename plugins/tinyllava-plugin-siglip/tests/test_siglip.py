@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from tinyllava.plugins.registry import get_registry
+from tinyllava.testing.conformance import (
+    VisionTowerConformance,
+    check_options_refused,
+    check_pretrained_tower_folder,
+    check_source_refused,
+    heavy_imports_after,
+)
 
 CONFIG = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 2,
           "image_size": 32, "patch_size": 8}
@@ -71,12 +75,8 @@ def test_pooling_head_is_not_built():
 
 
 def test_pretrained_folder_roundtrip(tmp_path):
-    enc, processor = tower(image_mean=[0.1, 0.2, 0.3]).build()
-    enc.model.save_pretrained(tmp_path)
-    processor.save_pretrained(tmp_path)
-    loaded, processor2 = get_registry().create("vision_tower", "siglip", {"source": str(tmp_path)}).build()
-    pixels = torch.randn(1, 3, 32, 32)
-    assert torch.allclose(enc(pixels), loaded(pixels), atol=1e-6)
+    _, _, processor2 = check_pretrained_tower_folder("siglip", {"config": CONFIG, "image_mean": [0.1, 0.2, 0.3]},
+                                                     tmp_path)
     assert list(processor2.image_mean) == [0.1, 0.2, 0.3]
     assert type(processor2).__name__ == "SiglipImageProcessorPil"
 
@@ -103,35 +103,23 @@ def test_naflex_checkpoint_is_refused_with_the_right_tower_named(tmp_path):
 
     config = Siglip2VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                  num_attention_heads=2, num_patches=16, patch_size=8)
-    Siglip2VisionModel(config).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="siglip2"):
-        get_registry().create("vision_tower", "siglip", {"source": str(tmp_path)}).build()
+    check_source_refused("vision_tower", "siglip", Siglip2VisionModel(config), tmp_path, "siglip2")
 
 
 def test_component_module_is_import_light():
     """Listing, validating and schema generation load the tower module; that must not load torch."""
-    code = ("import sys, tinyllava_plugin_siglip.tower as t\n"
-            "t.SiglipTower.Options.model_json_schema()\n"
-            "t.Siglip2Tower.Options.model_validate({'config': {}})\n"
-            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "[]", out.stderr
+    assert heavy_imports_after("import tinyllava_plugin_siglip.tower as t\n"
+                               "t.SiglipTower.Options.model_json_schema()\n"
+                               "t.Siglip2Tower.Options.model_validate({'config': {}})") == []
 
 
 def test_options_validation():
-    from pydantic import ValidationError
-
-    cls = get_registry().component_class("vision_tower", "siglip")
-    with pytest.raises(ValidationError, match="exactly one of"):
-        cls.Options.model_validate({"drop_first_patch": True})
-    with pytest.raises(ValidationError):
-        cls.Options.model_validate({"config": {}, "feature_strategy": "middle"})
-    assert cls.Options.model_validate({"config": {}}).drop_first_patch is False
-    with pytest.raises(ValidationError, match="`config` only"):
-        cls.Options.model_validate({"source": "google/siglip-so400m-patch14-384", "image_mean": [0.1] * 3})
-
-
-from tinyllava.testing.conformance import VisionTowerConformance  # noqa: E402
+    cls = check_options_refused("vision_tower", "siglip", [
+        ({"drop_first_patch": True}, "exactly one of"),
+        ({"config": {}, "feature_strategy": "middle"}, None),
+        ({"source": "google/siglip-so400m-patch14-384", "image_mean": [0.1] * 3}, "`config` only"),
+    ])
+    assert cls.model_validate({"config": {}}).drop_first_patch is False
 
 
 class TestSiglipConformance(VisionTowerConformance):

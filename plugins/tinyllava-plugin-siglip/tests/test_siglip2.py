@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from tinyllava.plugins.registry import get_registry
+from tinyllava.testing import save_and_reload_tiny
+from tinyllava.testing.conformance import VisionTowerConformance, check_source_refused
 
 CONFIG = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 2,
           "num_patches": 16, "patch_size": 8}
@@ -113,12 +115,7 @@ def test_fixed_resolution_checkpoint_is_refused_with_the_right_tower_named(tmp_p
 
     config = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                 num_attention_heads=2, image_size=32, patch_size=8)
-    SiglipVisionModel(config).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="`siglip` tower"):
-        get_registry().create("vision_tower", "siglip2", {"source": str(tmp_path)}).build()
-
-
-from tinyllava.testing.conformance import VisionTowerConformance  # noqa: E402
+    check_source_refused("vision_tower", "siglip2", SiglipVisionModel(config), tmp_path, "`siglip` tower")
 
 
 class TestSiglip2Conformance(VisionTowerConformance):
@@ -135,20 +132,7 @@ class TestSiglip2Conformance(VisionTowerConformance):
 ])
 def test_saved_and_reloaded_model(tmp_path, tower_spec):
     """Through the core: the checkpoint's image processor and vision config rebuild the same tower."""
-    import copy
-
-    from tinyllava.checkpoint.load import load_checkpoint
-    from tinyllava.checkpoint.save import save_checkpoint
-    from tinyllava.model.build import build_fresh
-    from tinyllava.spec.runspec import ModelSpec
-    from tinyllava.testing import TINY_MODEL
-
-    torch.manual_seed(0)
-    spec = {**copy.deepcopy(TINY_MODEL), "vision_tower": tower_spec}
-    built = build_fresh(get_registry(), ModelSpec.model_validate(spec))
-    save_checkpoint(tmp_path, built.model, built.tokenizer, built.image_processor,
-                    chat_template={"name": "llama", "options": {}})
-    loaded = load_checkpoint(tmp_path)
+    built, loaded = save_and_reload_tiny(tmp_path, vision_tower=tower_spec)
     size = built.image_processor.size.height
     assert loaded.image_processor.size.height == size
     tokens = {32: 15, 48: 36}[size]

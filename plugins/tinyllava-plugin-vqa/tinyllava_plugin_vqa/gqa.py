@@ -15,13 +15,13 @@ from typing import Any, ClassVar
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
 from tinyllava.eval.native_files import (
-    SHORT_ANSWER,
     Layout,
     apply_limit,
     check_images,
     read_json,
     read_jsonl,
-    with_suffix,
+    require_answers,
+    short_answer_item,
     write_json,
     write_llava_answers,
 )
@@ -74,22 +74,18 @@ class GQABenchmark(Benchmark):
             if gold is None:
                 raise LAYOUT.error(f"question {qid} of {QUESTION_FILE} is not in {OFFICIAL_QUESTIONS}")
             items.append(
-                EvalItem(
-                    item_id=qid,
-                    prompt=with_suffix(q["text"], SHORT_ANSWER),
-                    image=images / q["image"],
-                    max_new_tokens=128,
-                    meta={
-                        "question_id": q["question_id"],
-                        "question_text": q["text"],
-                        "answer": gold["answer"],
-                        "balanced": bool(gold.get("isBalanced", True)),
-                        "structural": gold["types"]["structural"],
-                        "semantic": gold["types"]["semantic"],
-                        "words": len(gold["question"].split()),
-                        "steps": steps_number(gold.get("semantic", [])),
-                        "global_group": (gold.get("groups") or {}).get("global"),
-                    },
+                short_answer_item(
+                    qid,
+                    q["question_id"],
+                    q["text"],
+                    images / q["image"],
+                    answer=gold["answer"],
+                    balanced=bool(gold.get("isBalanced", True)),
+                    structural=gold["types"]["structural"],
+                    semantic=gold["types"]["semantic"],
+                    words=len(gold["question"].split()),
+                    steps=steps_number(gold.get("semantic", [])),
+                    global_group=(gold.get("groups") or {}).get("global"),
                 )
             )
         return check_images(items, LAYOUT)
@@ -102,9 +98,7 @@ class GQABenchmark(Benchmark):
             if it.item_id in answers
         ]
         return [
-            write_llava_answers(
-                out_dir / "gqa_answers.jsonl", "gqa", items, answers, lambda it: it.meta["question_text"]
-            ),
+            write_llava_answers(out_dir / "gqa_answers.jsonl", "gqa", items, answers),
             write_json(out_dir / "testdev_balanced_predictions.json", predictions),
         ]
 
@@ -114,12 +108,8 @@ class GQABenchmark(Benchmark):
 
 def score_gqa(items: list[EvalItem], answers: dict[str, str]) -> BenchmarkResult:
     """eval.py's metrics over the balanced items (percent); a missing prediction is an error, as there."""
-    missing = [it.item_id for it in items if it.item_id not in answers]
-    if missing:
-        raise ValueError(
-            f"gqa: missing predictions for {len(missing)} question(s) (first: {', '.join(missing[:5])}); "
-            "the official eval.py refuses to score without a prediction for every question"
-        )
+    require_answers(items, answers, "gqa: missing predictions for",
+                    "the official eval.py refuses to score without a prediction for every question")
     acc: list[float] = []
     kind: dict[str, list[float]] = {"binary": [], "open": []}
     groups: dict[str, dict[str, list[float]]] = {

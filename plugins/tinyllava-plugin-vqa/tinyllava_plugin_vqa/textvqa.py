@@ -15,13 +15,12 @@ from typing import Any, ClassVar
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
 from tinyllava.eval.native_files import (
-    SHORT_ANSWER,
     Layout,
     apply_limit,
     check_images,
     read_json,
     read_jsonl,
-    with_suffix,
+    short_answer_item,
     write_llava_answers,
 )
 from tinyllava_plugin_vqa.normalize import textvqa_accuracy
@@ -87,30 +86,13 @@ class TextVQABenchmark(Benchmark):
                     "the TextVQA scorer needs exactly 10"
                 )
             items.append(
-                EvalItem(
-                    item_id=f"{lineno - 1}",
-                    prompt=with_suffix(q["text"], SHORT_ANSWER),
-                    image=images / q["image"],
-                    max_new_tokens=128,
-                    meta={
-                        "question_id": q["question_id"],
-                        "question_text": q["text"],
-                        "answers": list(ann["answers"]),
-                    },
-                )
+                short_answer_item(f"{lineno - 1}", q["question_id"], q["text"], images / q["image"],
+                                  answers=list(ann["answers"]))
             )
         return check_images(items, LAYOUT)
 
     def write_answers(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> list[Path]:
-        return [
-            write_llava_answers(
-                Path(out_dir) / "textvqa_answers.jsonl",
-                "textvqa",
-                items,
-                answers,
-                lambda it: it.meta["question_text"],
-            )
-        ]
+        return [write_llava_answers(Path(out_dir) / "textvqa_answers.jsonl", "textvqa", items, answers)]
 
     def score(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> BenchmarkResult:
         return score_textvqa(items, answers)

@@ -21,13 +21,12 @@ from pydantic import Field
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.benchmark import Benchmark, BenchmarkResult, EvalItem, ScoreTable
 from tinyllava.eval.native_files import (
-    SHORT_ANSWER,
     Layout,
     apply_limit,
     check_images,
     read_json,
     read_jsonl,
-    with_suffix,
+    short_answer_item,
     write_json,
     write_llava_answers,
 )
@@ -84,21 +83,11 @@ class VQAv2Benchmark(Benchmark):
         questions = read_jsonl(TESTDEV_LAYOUT.file(root, TESTDEV_FILE), TESTDEV_LAYOUT)
         full_list = TESTDEV_LAYOUT.file(root, TEST_FILE)
         images = TESTDEV_LAYOUT.folder(root, "test2015")
-        items = []
-        for q in apply_limit(questions, limit):
-            items.append(
-                EvalItem(
-                    item_id=str(q["question_id"]),
-                    prompt=with_suffix(q["text"], SHORT_ANSWER),
-                    image=images / q["image"],
-                    max_new_tokens=128,
-                    meta={
-                        "question_id": q["question_id"],
-                        "question_text": q["text"],
-                        "submission_list": str(full_list),
-                    },
-                )
-            )
+        items = [
+            short_answer_item(str(q["question_id"]), q["question_id"], q["text"], images / q["image"],
+                              submission_list=str(full_list))
+            for q in apply_limit(questions, limit)
+        ]
         return check_images(items, TESTDEV_LAYOUT)
 
     def _load_val(self, data_dir: Path | None, limit: int | None) -> list[EvalItem]:
@@ -114,18 +103,14 @@ class VQAv2Benchmark(Benchmark):
             if ann is None:
                 raise VAL_LAYOUT.error(f"question {q['question_id']} has no entry in {VAL_ANNOTATIONS}")
             items.append(
-                EvalItem(
-                    item_id=str(q["question_id"]),
-                    prompt=with_suffix(q["question"], SHORT_ANSWER),
-                    image=images / f"COCO_{subtype}_{int(q['image_id']):012d}.jpg",
-                    max_new_tokens=128,
-                    meta={
-                        "question_id": q["question_id"],
-                        "question_text": q["question"],
-                        "answers": [a["answer"] for a in ann["answers"]],
-                        "question_type": ann["question_type"],
-                        "answer_type": ann["answer_type"],
-                    },
+                short_answer_item(
+                    str(q["question_id"]),
+                    q["question_id"],
+                    q["question"],
+                    images / f"COCO_{subtype}_{int(q['image_id']):012d}.jpg",
+                    answers=[a["answer"] for a in ann["answers"]],
+                    question_type=ann["question_type"],
+                    answer_type=ann["answer_type"],
                 )
             )
         return check_images(items, VAL_LAYOUT)
@@ -134,15 +119,7 @@ class VQAv2Benchmark(Benchmark):
     def write_answers(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> list[Path]:
         out_dir = Path(out_dir)
         split = self.options.split
-        files = [
-            write_llava_answers(
-                out_dir / f"vqav2_{split}_answers.jsonl",
-                "vqav2",
-                items,
-                answers,
-                lambda it: it.meta["question_text"],
-            )
-        ]
+        files = [write_llava_answers(out_dir / f"vqav2_{split}_answers.jsonl", "vqav2", items, answers)]
         if split == "test-dev":
             files.append(self._write_submission(items, answers, out_dir))
         else:
