@@ -15,6 +15,7 @@ from transformers import PreTrainedModel
 
 from tinyllava.constants import IMAGE_TOKEN_INDEX
 from tinyllava.model.config import TinyLlavaConfig
+from tinyllava.model.supervised_loss import head_only_at, supervised_loss, supervised_positions
 
 
 class TinyLlavaForConditionalGeneration(PreTrainedModel):
@@ -24,6 +25,8 @@ class TinyLlavaForConditionalGeneration(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     main_input_name = "input_ids"
+    # in training, run the LM head (and the loss) at the supervised positions only; False: at every position
+    supervised_head_only: bool = True
 
     def __init__(
         self,
@@ -52,19 +55,45 @@ class TinyLlavaForConditionalGeneration(PreTrainedModel):
         return
 
     # -- the splice ----------------------------------------------------------------------------
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(n_images, 3, H, W) -> (n_images, image_seq_len, D_llm)."""
-        return self.connector(self.vision_tower(pixel_values))
+    def tower_trains(self) -> bool:
+        """Whether any vision tower parameter (its own or an adapter's) is trained."""
+        return any(p.requires_grad for p in self.vision_tower.parameters())
 
-    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
+    def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(n_images, 3, H, W) -> the tower's selected features (n_images, N, D_vision).
+
+        A frozen tower runs without autograd and its output is detached: it never joins the graph,
+        even when gradient checkpointing makes every PreTrainedModel's input embeddings require grad.
+        """
+        trains = self.tower_trains()
+        with torch.set_grad_enabled(trains and torch.is_grad_enabled()):
+            features = self.vision_tower(pixel_values)
+        return features if trains else features.detach()
+
+    def encode_images(self, pixel_values: torch.Tensor | None = None,
+                      image_features: torch.Tensor | None = None) -> torch.Tensor:
+        """(n_images, 3, H, W) -> (n_images, image_seq_len, D_llm).
+
+        `image_features` (what `vision_features` returns, e.g. from a feature cache) skips the tower.
+        """
+        if image_features is None:
+            if pixel_values is None:
+                raise ValueError("give pixel_values or image_features")
+            image_features = self.vision_features(pixel_values)
+        connector_dtype = next(self.connector.parameters(), image_features).dtype
+        return self.connector(image_features.to(connector_dtype))
+
+    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
+              image_features: torch.Tensor | None = None) -> torch.Tensor:
         image_mask = input_ids == IMAGE_TOKEN_INDEX
         embeds = self.get_input_embeddings()(input_ids.masked_fill(image_mask, 0))
         n_positions = int(image_mask.sum())
         if n_positions == 0:
             return embeds  # text-only batch: the vision tower never runs
-        if pixel_values is None:
-            raise ValueError(f"input_ids hold {n_positions} image positions but no pixel_values were given")
-        features = self.encode_images(pixel_values)
+        if pixel_values is None and image_features is None:
+            raise ValueError(f"input_ids hold {n_positions} image positions but no pixel_values (or image_features) "
+                             f"were given")
+        features = self.encode_images(pixel_values, image_features)
         if features.shape[0] * features.shape[1] != n_positions:
             raise ValueError(
                 f"{features.shape[0]} image(s) give {features.shape[0] * features.shape[1]} features but "
@@ -83,20 +112,43 @@ class TinyLlavaForConditionalGeneration(PreTrainedModel):
         past_key_values: Any = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        image_features: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
+        """`image_features` (the tower's outputs, e.g. from a feature cache) replace `pixel_values`: only the
+        connector runs. In training the LM head runs at the supervised positions only (the returned logits
+        are then those positions', (1, n_trained, V)); in eval mode the LM computes everything as usual."""
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("give input_ids or inputs_embeds")
-            inputs_embeds = self.embed(input_ids, pixel_values)
+            inputs_embeds = self.embed(input_ids, pixel_values, image_features)
         if past_key_values is not None:
             kwargs["past_key_values"] = past_key_values
         if use_cache is not None:
             kwargs["use_cache"] = use_cache
+        if labels is not None and self.training and self.supervised_head_only:
+            head = self.language_model.get_output_embeddings()
+            if head is not None:
+                return self._supervised_forward(head, inputs_embeds, attention_mask, position_ids, labels, kwargs)
         return self.language_model(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels,
             **kwargs,
         )
+
+    def _supervised_forward(self, head: nn.Module, inputs_embeds: torch.Tensor, attention_mask: Any,
+                            position_ids: Any, labels: torch.Tensor, kwargs: dict[str, Any]) -> Any:
+        num_items = kwargs.pop("num_items_in_batch", None)
+        mask, targets = supervised_positions(labels, kwargs.pop("shift_labels", None))
+        with head_only_at(head, mask) as state:
+            out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                      position_ids=position_ids, **kwargs)
+        loss = supervised_loss(out.logits, mask, targets, picked=state.picked, num_items_in_batch=num_items)
+        aux = getattr(out, "aux_loss", None)  # mixture-of-experts router loss, added as the LM would with labels
+        coef = getattr(self.language_model.config, "router_aux_loss_coef", None)
+        if aux is not None and coef:
+            loss = loss + coef * aux.to(loss.device)
+        fields = {k: v for k, v in out.items() if k != "loss"}
+        return type(out)(loss=loss, **fields)
 
     @torch.no_grad()
     def generate(

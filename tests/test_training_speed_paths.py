@@ -1,0 +1,208 @@
+"""The training fast paths of the assembled model: cached tower features, a frozen tower outside autograd,
+and the LM head at supervised positions only (same loss and gradients as the full-logits path)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from tinyllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from tinyllava.model.build import build_fresh
+from tinyllava.plugins.registry import get_registry
+from tinyllava.spec.runspec import ModelSpec
+from tinyllava.testing import TINY_MODEL
+
+SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+         "num_key_value_heads": 2}
+FAMILIES = {
+    "llama-tied": {"name": "llama", "config": {**SMALL, "tie_word_embeddings": True}},
+    "llama-untied": {"name": "llama", "config": {**SMALL, "tie_word_embeddings": False}},
+    "phi2": {"name": "phi", "config": SMALL},  # final LayerNorm, a head with a bias
+    "phi3": {"name": "phi", "config": {"model_type": "phi3", **SMALL}},
+    "stablelm": {"name": "stablelm", "config": SMALL},
+    "qwen2": {"name": "qwen", "config": SMALL},
+    "qwen3": {"name": "qwen", "config": {"model_type": "qwen3", "head_dim": 16, **SMALL}},
+    "gemma": {"name": "gemma", "config": {**SMALL, "head_dim": 16}},
+    # soft-capped logits: a small cap so that the capping changes the loss
+    "gemma2": {"name": "gemma", "config": {"model_type": "gemma2", **SMALL, "head_dim": 16,
+                                           "final_logit_softcapping": 0.5}},
+    "gemma3": {"name": "gemma", "config": {"model_type": "gemma3_text", **SMALL, "head_dim": 16,
+                                           "final_logit_softcapping": 0.5}},
+    "openelm": {"name": "openelm", "config": {
+        "model_dim": 32, "head_dim": 8, "num_transformer_layers": 1, "num_gqa_groups": 2,
+        "qkv_multipliers": [1.0, 1.0], "ffn_multipliers": [1.0, 1.0], "ffn_dim_divisor": 16,
+        "share_input_output_layers": True}},
+}
+
+
+def _build(llm: dict | None = None):
+    torch.manual_seed(0)
+    raw = copy.deepcopy(TINY_MODEL)
+    if llm is not None:
+        raw["llm"] = {**copy.deepcopy(llm), "tokenizer_vocab_size": 300}
+    return build_fresh(get_registry(), ModelSpec.model_validate(raw)).model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return _build()
+
+
+def _batch(model, seed: int = 0, rows: int = 3, length: int = 40) -> dict[str, torch.Tensor]:
+    """Rows with one image each, answers supervised in spans, right padding of different lengths."""
+    g = torch.Generator().manual_seed(seed)
+    vocab = model.config.text_config["vocab_size"] if isinstance(model.config.text_config, dict) else 300
+    n_img = model.config.image_seq_len
+    ids = torch.randint(3, min(vocab, 250), (rows, length), generator=g)
+    ids[:, 1:1 + n_img] = IMAGE_TOKEN_INDEX
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    attention = torch.ones_like(ids)
+    for r in range(rows):
+        end = length - 3 * r  # right padding
+        attention[r, end:] = 0
+        start = 1 + n_img + 4 + r
+        labels[r, start:end] = ids[r, start:end]
+        labels[r, start + 5:start + 8] = IGNORE_INDEX  # a second turn's question
+    pixels = torch.randn(rows, 3, 32, 32, generator=g)
+    return {"input_ids": ids, "labels": labels, "attention_mask": attention, "pixel_values": pixels}
+
+
+def _loss_and_grads(model, batch, *, head_only: bool, **extra):
+    model.supervised_head_only = head_only
+    try:
+        model.zero_grad(set_to_none=True)
+        out = model(**batch, **extra)
+        out.loss.backward()
+    finally:
+        del model.supervised_head_only  # back to the class default
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return out, grads
+
+
+def _assert_same(model, batch, **extra):
+    full, full_grads = _loss_and_grads(model, batch, head_only=False, **extra)
+    fast, fast_grads = _loss_and_grads(model, batch, head_only=True, **extra)
+    n_trained = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    assert fast.logits.shape[:2] == (1, n_trained)  # the head really ran at the trained positions only
+    assert full.logits.shape[:2] == batch["input_ids"].shape
+    assert torch.allclose(fast.loss, full.loss, rtol=1e-5, atol=1e-6), (fast.loss, full.loss)
+    assert full_grads.keys() == fast_grads.keys() and full_grads
+    for name, grad in full_grads.items():
+        assert torch.allclose(fast_grads[name], grad, rtol=1e-4, atol=1e-6), name
+
+
+# -- the feature-cache interface ----------------------------------------------------------------------
+
+
+def test_image_features_skip_the_tower_and_give_the_same_embeddings(tiny):
+    model = tiny.eval()
+    batch = _batch(model)
+    with torch.no_grad():
+        features = model.vision_features(batch["pixel_values"])
+        reference = model.embed(batch["input_ids"], batch["pixel_values"])
+    assert features.shape == (3, model.config.num_vision_tokens, model.vision_tower.hidden_size)
+    calls: list[int] = []
+    handle = model.vision_tower.register_forward_hook(lambda m, i, o: calls.append(1))
+    try:
+        with torch.no_grad():
+            embeds = model.embed(batch["input_ids"], image_features=features)
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        image_features=features, labels=batch["labels"])
+            ref_out = model(**batch)
+    finally:
+        handle.remove()
+    assert calls == [1]  # only the pixel_values call ran the tower
+    assert torch.equal(embeds, reference)
+    assert torch.allclose(out.loss, ref_out.loss)
+
+
+def test_image_features_train_the_connector(tiny):
+    model = tiny.train()
+    batch = _batch(model)
+    features = model.vision_features(batch["pixel_values"])
+    model.zero_grad(set_to_none=True)
+    model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+          image_features=features).loss.backward()
+    assert all(p.grad is not None for p in model.connector.parameters())
+    model.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def test_missing_images_name_both_inputs(tiny):
+    batch = _batch(tiny)
+    with pytest.raises(ValueError, match="image_features"):
+        tiny(input_ids=batch["input_ids"])
+
+
+# -- a frozen tower stays out of autograd -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_frozen_tower_never_joins_the_graph(checkpointing):
+    model = _build()
+    model.vision_tower.requires_grad_(False)
+    model.train()
+    if checkpointing:
+        model.activation_checkpointing_enable()
+    seen: list[torch.Tensor] = []
+    handle = model.vision_tower.register_forward_hook(lambda m, i, o: seen.append(o))
+    try:
+        batch = _batch(model)
+        model(**batch).loss.backward()
+    finally:
+        handle.remove()
+    assert len(seen) == 1
+    assert not seen[0].requires_grad and seen[0].grad_fn is None
+    assert all(p.grad is None for p in model.vision_tower.parameters())
+    assert all(p.grad is not None for p in model.connector.parameters())
+
+
+def test_a_training_tower_still_gets_gradients():
+    model = _build()
+    model.train()
+    model.activation_checkpointing_enable()
+    model(**_batch(model)).loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.vision_tower.parameters())
+
+
+# -- LM head and loss at supervised positions only ----------------------------------------------------
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_supervised_head_matches_full_logits(family):
+    model = _build(FAMILIES[family]).train()
+    _assert_same(model, _batch(model))
+
+
+def test_supervised_head_with_num_items_in_batch(tiny):
+    model = tiny.train()
+    batch = _batch(model, seed=1)
+    _assert_same(model, batch, num_items_in_batch=torch.tensor(97))
+    model.eval()
+
+
+def test_supervised_head_under_lora_and_checkpointing():
+    from tinyllava.spec.runspec import StageSpec
+    from tinyllava.training.parameters import apply_tuning
+
+    model = _build()
+    stage = StageSpec.model_validate({
+        "name": "s", "recipe": "lora", "data": {"json_path": "x.json"},
+        "tune": {"llm": {"mode": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}, "vision_tower": "frozen",
+                 "connector": "full"}})
+    apply_tuning(model, stage, allowed_modes=("frozen", "full", "lora"))
+    model.train()
+    model.activation_checkpointing_enable()
+    assert type(model.language_model).__name__.startswith("Peft")
+    _assert_same(model, _batch(model, seed=2))
+
+
+def test_eval_mode_keeps_full_logits(tiny):
+    model = tiny.eval()
+    batch = _batch(model)
+    with torch.no_grad():
+        out = model(**batch)
+    assert out.logits.shape[:2] == batch["input_ids"].shape
