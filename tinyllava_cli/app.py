@@ -106,6 +106,24 @@ def merge(
     raise typer.Exit(run(model, output))
 
 
+@app.command(name="import")
+def import_command(
+    src: Annotated[Path, typer.Argument(help="the checkpoint folder to import")],
+    source_format: Annotated[str, typer.Option("--from", help="tinyllava-factory or hf-llava")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="new directory for the tinyllava checkpoint")],
+    tokenizer: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--tokenizer", help="tinyllava-factory: tokenizer folder when SRC has none")] = None,
+    image_processor: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--image-processor", help="tinyllava-factory: image processor folder when SRC has none")] = None,
+    chat_template: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--chat-template", help="chat template name (default: the one TinyLLaVA Factory pairs with the LLM)")] = None,
+) -> None:
+    """Import a TinyLLaVA Factory or HF LLaVA checkpoint as a tinyllava checkpoint (usable as init_from)."""
+    from tinyllava_cli.commands.import_ import import_model as run
+
+    raise typer.Exit(run(source_format, src, output, tokenizer, image_processor, chat_template))
+
+
 @app.command("eval")
 def evaluate(
     model: Annotated[Path, typer.Option("--model", "-m", help="checkpoint directory")],

@@ -19,6 +19,25 @@ class LLM(Component):
     """Builds a causal LM and its tokenizer; fixes the family's tokenizer quirks."""
 
     kind: ClassVar[str] = "llm"
+    #: transformers config `model_type`s this plugin's `from_config` builds; importers pick the LLM plugin by them
+    model_types: ClassVar[tuple[str, ...]] = ()
+
+    # -- import contract (checkpoints from other toolkits) --------------------------------------------
+    @classmethod
+    def adopts(cls, model_type: str) -> bool:
+        """Whether an imported checkpoint whose text config has this `model_type` can become this LLM."""
+        return model_type in cls.model_types
+
+    @classmethod
+    def import_options(cls, text_config: dict[str, Any]) -> dict[str, Any]:
+        """Options describing an imported LM: its architecture as `config` (the weights come with the checkpoint)."""
+        skip = {"model_type", "architectures", "transformers_version", "_name_or_path", "torch_dtype", "dtype"}
+        return {"config": {k: v for k, v in text_config.items() if k not in skip}}
+
+    @classmethod
+    def factory_chat_template(cls, text_config: dict[str, Any], tokenizer: Any) -> str | None:
+        """The chat template TinyLLaVA Factory pairs with this LLM (its `conv_version`), None if it has none."""
+        return None
 
     def build(self) -> LLMParts:
         """The LM and tokenizer this component's options describe (pretrained weights or a fresh config)."""

@@ -32,6 +32,33 @@ class VisionTower(Component):
 
     kind: ClassVar[str] = "vision_tower"
     Options: ClassVar[type[ComponentOptions]] = FeatureSelectionOptions
+    #: transformers config `model_type`s this plugin's `from_config` builds; importers pick the tower by them
+    model_types: ClassVar[tuple[str, ...]] = ()
+    #: whether hidden states start with a class token (what "drop the first token" removes)
+    has_cls_token: ClassVar[bool] = True
+
+    # -- import contract (checkpoints from other toolkits) --------------------------------------------
+    @classmethod
+    def adopts(cls, model_type: str) -> bool:
+        """Whether an imported checkpoint whose vision config has this `model_type` can become this tower."""
+        return model_type in cls.model_types
+
+    @classmethod
+    def import_options(cls, vision_config: dict[str, Any], *, feature_layer: int,
+                       drop_first_token: bool) -> dict[str, Any]:
+        """Options that select what the foreign model selected: hidden state `feature_layer`, without its first
+        token when `drop_first_token` (TinyLLaVA Factory's `patch`, LLaVA's `default`), else every token."""
+        skip = {"model_type", "architectures", "transformers_version", "_name_or_path", "torch_dtype", "dtype"}
+        return {
+            "config": {k: v for k, v in vision_config.items() if k not in skip},
+            "feature_layer": feature_layer,
+            "feature_strategy": "patch" if drop_first_token else "cls_patch",
+        }
+
+    @classmethod
+    def default_image_processor(cls, vision_config: dict[str, Any]) -> Any:
+        """The image processor the family's published checkpoints ship, for an import whose source has none."""
+        raise NotImplementedError(f"{cls.__name__} cannot make a default image processor")
 
     def build(self) -> VisionParts:
         raise NotImplementedError

@@ -29,6 +29,17 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 class CLIPTower(VisionTower):
     Options: ClassVar[type[ComponentOptions]] = CLIPOptions
+    model_types: ClassVar[tuple[str, ...]] = ("clip_vision_model",)
+
+    @classmethod
+    def default_image_processor(cls, vision_config: dict[str, Any]) -> Any:
+        """As OpenAI's CLIP checkpoints ship it: shortest edge to the input size, centre crop, CLIP's mean/std."""
+        import transformers
+
+        processor_cls = getattr(transformers, "CLIPImageProcessorPil", transformers.CLIPImageProcessor)
+        size = int(vision_config["image_size"])
+        return processor_cls(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+                             image_mean=CLIP_MEAN, image_std=CLIP_STD)
 
     def _wrap(self, model: Any) -> Any:
         from tinyllava.model.vision import HFVisionEncoder

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tinyllava_plugin_native.family import FamilyLLM
 from tinyllava_plugin_native.tokenizer import TokenizerSpec
@@ -36,6 +36,11 @@ class GemmaLLM(FamilyLLM):
         "gemma3n": "Gemma 3n is not covered by this plugin.",
         "paligemma": "PaliGemma is a multimodal model, not a text LLM.",
     }
+
+    @classmethod
+    def factory_chat_template(cls, text_config: dict[str, Any], tokenizer: Any) -> str | None:
+        """TinyLLaVA Factory trains Gemma with its `gemma` template."""
+        return "gemma"
 
     def tokenizer_spec(self, model_type: str) -> TokenizerSpec:
         """The same special tokens for every generation, in Gemma's id order (pad 0, eos 1, bos 2, unk 3)."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from tinyllava.components.base import ComponentOptions
-from tinyllava.components.connector import Connector
+from tinyllava.components.connector import Connector, ForeignProjector
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -18,6 +18,10 @@ class LinearConnector(Connector):
 
     class Options(ComponentOptions):
         bias: bool = Field(True, description="give the projection a bias (the original has one)")
+
+    @classmethod
+    def import_options(cls, projector: ForeignProjector) -> dict[str, Any] | None:
+        return {"bias": projector.bias} if projector.kind == "linear" else None
 
     def build(self, vision_dim: int, llm_dim: int, num_vision_tokens: int) -> nn.Module:
         from torch import nn
@@ -30,6 +34,10 @@ class IdentityConnector(Connector):
 
     class Options(ComponentOptions):
         pass
+
+    @classmethod
+    def import_options(cls, projector: ForeignProjector) -> dict[str, Any] | None:
+        return {} if projector.kind == "identity" else None
 
     def build(self, vision_dim: int, llm_dim: int, num_vision_tokens: int) -> nn.Module:
         from torch import nn

@@ -35,6 +35,12 @@ class LlamaOptions(ComponentOptions):
 
 class LlamaLLM(LLM):
     Options: ClassVar[type[ComponentOptions]] = LlamaOptions
+    model_types: ClassVar[tuple[str, ...]] = ("llama",)
+
+    @classmethod
+    def factory_chat_template(cls, text_config: dict[str, Any], tokenizer: Any) -> str | None:
+        """TinyLLaVA Factory trains TinyLlama (and OpenELM) with its `llama` template."""
+        return "llama"
 
     def _dtype(self) -> Any:
         import torch

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from tinyllava.components.base import ComponentOptions
-from tinyllava.components.connector import Connector
+from tinyllava.components.connector import Connector, ForeignProjector
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -34,6 +34,13 @@ class MLPOptions(ComponentOptions):
 
 class MLPConnector(Connector):
     Options: ClassVar[type[ComponentOptions]] = MLPOptions
+
+    @classmethod
+    def import_options(cls, projector: ForeignProjector) -> dict[str, Any] | None:
+        """TinyLLaVA Factory's `mlp{N}x_gelu` and LLaVA's projector (linear, gelu, linear; with biases)."""
+        if projector.kind == "mlp" and projector.act == "gelu" and projector.bias:
+            return {"depth": projector.depth}
+        return None
 
     def build(self, vision_dim: int, llm_dim: int, num_vision_tokens: int) -> nn.Module:
         from torch import nn

@@ -90,6 +90,17 @@ class FamilyLLM(LLM):
             f"{model_type!r}. {hint or 'Pick the LLM plugin of that family (see `tinyllava components --kind llm`).'}"
         )
 
+    @classmethod
+    def adopts(cls, model_type: str) -> bool:
+        return model_type in cls.architectures
+
+    @classmethod
+    def import_options(cls, text_config: dict[str, Any]) -> dict[str, Any]:
+        """The architecture as `config`, `model_type` included: it picks the family member."""
+        options = super().import_options(text_config)
+        options["config"] = {"model_type": text_config["model_type"], **options["config"]}
+        return options
+
     @property
     def default_model_type(self) -> str:
         return next(iter(self.architectures))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tinyllava_plugin_native.family import FamilyLLM
 from tinyllava_plugin_native.tokenizer import TokenizerSpec
@@ -27,6 +27,11 @@ class PhiLLM(FamilyLLM):
         "phimoe": "Phi-3.5-MoE is not covered by this plugin.",
         "phi4_multimodal": "Phi-4-multimodal is a multimodal model, not a text LLM.",
     }
+
+    @classmethod
+    def factory_chat_template(cls, text_config: dict[str, Any], tokenizer: Any) -> str | None:
+        """TinyLLaVA Factory trains Phi with its `phi` template."""
+        return "phi"
 
     def tokenizer_spec(self, model_type: str) -> TokenizerSpec:
         if model_type == "phi3":  # a Llama-style vocabulary plus Phi-3's chat tokens

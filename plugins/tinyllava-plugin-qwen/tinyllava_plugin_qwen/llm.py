@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tinyllava_plugin_native.family import FamilyLLM
 from tinyllava_plugin_native.tokenizer import TokenizerSpec
@@ -34,6 +34,13 @@ class QwenLLM(FamilyLLM):
         "qwen2_vl": "Qwen2-VL is a multimodal model, not a text LLM.",
         "qwen2_5_vl": "Qwen2.5-VL is a multimodal model, not a text LLM.",
     }
+
+    @classmethod
+    def factory_chat_template(cls, text_config: dict[str, Any], tokenizer: Any) -> str | None:
+        """TinyLLaVA Factory trains Qwen2 base models with `qwen2_base` and instruct models (eos `<|im_end|>`) with
+        `qwen2_instruct`; the tokenizer's eos tells them apart."""
+        eos = getattr(tokenizer, "eos_token", None)
+        return "qwen2_instruct" if eos == "<|im_end|>" else "qwen2_base"
 
     def tokenizer_spec(self, model_type: str) -> TokenizerSpec:
         """As the base checkpoints ship: eos = pad = `<|endoftext|>`, ChatML turn tokens, no bos, no unk."""

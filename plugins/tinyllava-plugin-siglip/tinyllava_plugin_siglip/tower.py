@@ -93,6 +93,25 @@ class SiglipTower(VisionTower):
     """`SiglipVisionModel`; also right for the fixed-resolution SigLIP2 checkpoints (model_type `siglip`)."""
 
     Options: ClassVar[type[ComponentOptions]] = SiglipOptions
+    model_types: ClassVar[tuple[str, ...]] = ("siglip_vision_model",)
+    has_cls_token: ClassVar[bool] = False
+
+    @classmethod
+    def import_options(cls, vision_config: dict[str, Any], *, feature_layer: int,
+                       drop_first_token: bool) -> dict[str, Any]:
+        """SigLIP has no class token: dropping the first token drops a real patch (`drop_first_patch`)."""
+        options = super().import_options(vision_config, feature_layer=feature_layer,
+                                         drop_first_token=drop_first_token)
+        options["drop_first_patch"] = drop_first_token
+        return options
+
+    @classmethod
+    def default_image_processor(cls, vision_config: dict[str, Any]) -> Any:
+        """As Google's SigLIP checkpoints ship it: resize to the input size (aspect not kept), mean/std 0.5."""
+        size = int(vision_config["image_size"])
+        return processor_class("SiglipImageProcessor")(
+            size={"height": size, "width": size}, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD
+        )
 
     def _wrap(self, model: Any) -> HFVisionEncoder:
         from tinyllava.model.vision import HFVisionEncoder

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tinyllava_plugin_native.family import FamilyLLM
 from tinyllava_plugin_native.tokenizer import TokenizerSpec
@@ -20,6 +20,11 @@ class StableLmLLM(FamilyLLM):
         "stablelm_epoch": "This checkpoint needs remote code (the pre-transformers StableLM format); use a "
         "revision with model_type stablelm.",
     }
+
+    @classmethod
+    def factory_chat_template(cls, text_config: dict[str, Any], tokenizer: Any) -> str | None:
+        """TinyLLaVA Factory trains StableLM-2 with its `phi` template (answers end with `<|endoftext|>`)."""
+        return "phi"
 
     def tokenizer_spec(self, model_type: str) -> TokenizerSpec:
         """As StableLM-2 ships: `<|endoftext|>` plays bos, eos and pad; ChatML turn tokens; no unk."""

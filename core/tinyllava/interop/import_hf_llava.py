@@ -1,0 +1,143 @@
+"""Read a transformers `LlavaForConditionalGeneration` checkpoint (transformers 4 or 5 key names) into an ImportPlan.
+
+What LLaVA's config says maps one to one: `vision_feature_layer` (an int) -> the tower's feature_layer;
+`vision_feature_select_strategy` `default` (drop token 0, a real patch for SigLIP) / `full`; the projector
+(linear_1, act, linear_2) -> a depth-2 MLP; an image processor with `do_pad` -> image_preprocess `pad` (the
+core pads, so the saved processor no longer does). The LM keeps its vocabulary, `<image>` row included.
+A checkpoint written by `tinyllava export` records its tinyllava components; they are reused, so a round
+trip gives back the same components and options.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tinyllava.components.connector import ForeignProjector
+from tinyllava.interop.import_common import ImportError_, ImportPlan, find_weights, read_all, read_json
+
+FORMAT = "hf-llava"
+STRATEGIES = {"default": True, "full": False}  # -> drop the first token
+# (prefix in the file, component, prefix in the component's own model); transformers 5 names, then 4
+PREFIXES = (
+    ("model.language_model.", "llm", "model."),
+    ("lm_head.", "llm", "lm_head."),
+    ("model.vision_tower.", "tower", ""),
+    ("model.multi_modal_projector.", "connector", ""),
+    ("language_model.model.", "llm", "model."),
+    ("language_model.lm_head.", "llm", "lm_head."),
+    ("vision_tower.", "tower", ""),
+    ("multi_modal_projector.", "connector", ""),
+)
+PROJECTOR_KEYS = {"linear_1.": "0.", "linear_2.": "2."}
+
+
+def split_llava_state(state: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    parts: dict[str, dict[str, Any]] = {"llm": {}, "tower": {}, "connector": {}}
+    unknown = []
+    for key, value in state.items():
+        for prefix, part, ours in PREFIXES:
+            if key.startswith(prefix):
+                parts[part][ours + key[len(prefix):]] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ImportError_(f"{where}: weights outside the LLaVA layout (language model, vision tower, "
+                           f"multi_modal_projector), e.g. {sorted(unknown)[:4]}")
+    connector: dict[str, Any] = {}
+    for key, value in parts["connector"].items():
+        head = next((p for p in PROJECTOR_KEYS if key.startswith(p)), None)
+        if head is None:
+            raise ImportError_(f"{where}: unexpected projector weight multi_modal_projector.{key}; LLaVA's projector "
+                               f"has linear_1 and linear_2")
+        connector[PROJECTOR_KEYS[head] + key[len(head):]] = value
+    parts["connector"] = connector
+    return parts
+
+
+def check_config(config: dict[str, Any], where: str) -> None:
+    model_type = config.get("model_type")
+    if model_type != "llava":
+        hint = (" (a TinyLLaVA Factory checkpoint: use --from tinyllava-factory)" if model_type == "tinyllava"
+                else "; only LlavaForConditionalGeneration (model_type 'llava') checkpoints can be imported")
+        raise ImportError_(f"{where}: config.json has model_type {model_type!r}{hint}")
+    layer = config.get("vision_feature_layer", -2)
+    if not isinstance(layer, int):
+        raise ImportError_(f"{where}: vision_feature_layer {layer!r} selects several layers; tinyllava towers select "
+                           f"one hidden state, so only an integer vision_feature_layer can be imported")
+    strategy = config.get("vision_feature_select_strategy", "default")
+    if strategy not in STRATEGIES:
+        raise ImportError_(f"{where}: vision_feature_select_strategy {strategy!r} is unknown (default, full)")
+    act = config.get("projector_hidden_act", "gelu")
+    if act != "gelu":
+        raise ImportError_(f"{where}: projector_hidden_act {act!r} cannot be imported; the mlp connector uses gelu")
+    if not isinstance(config.get("text_config"), dict) or "model_type" not in config["text_config"]:
+        raise ImportError_(f"{where}: config.json needs a text_config with a model_type")
+
+
+def _max_length(ours: dict[str, Any] | None, tokenizer: Any) -> int:
+    """The exporter's recorded value, else the tokenizer's (when it is a real limit, not transformers' 1e30)."""
+    if ours and ours.get("max_length"):
+        return int(ours["max_length"])
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if limit and limit < 10**6 else 2048
+
+
+def read_hf_llava(src: Path, *, chat_template: dict[str, Any] | None = None, registry: Any = None) -> ImportPlan:
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    src = Path(src)
+    where = str(src)
+    if not (src / "config.json").is_file():
+        raise ImportError_(f"{src} is not a transformers checkpoint folder: config.json is missing")
+    config = read_json(src / "config.json")
+    check_config(config, where)
+    files = find_weights(src)
+    if files is None:
+        raise ImportError_(f"{src}: no model.safetensors or pytorch_model.bin (or their shard index)")
+    parts = split_llava_state(read_all(files), where)
+    if not parts["llm"] or not parts["tower"] or not parts["connector"]:
+        empty = [name for name, part in parts.items() if not part]
+        raise ImportError_(f"{where}: the weights hold nothing for {', '.join(empty)}")
+    vision_config = dict(config.get("vision_config") or {"model_type": "clip_vision_model"})
+    vision_config.setdefault("model_type", "clip_vision_model")
+    if not (src / "tokenizer_config.json").is_file():
+        raise ImportError_(f"{src}: tokenizer files are missing (tokenizer_config.json)")
+    if not (src / "preprocessor_config.json").is_file():
+        raise ImportError_(f"{src}: preprocessor_config.json (the image processor) is missing")
+    tokenizer = AutoTokenizer.from_pretrained(str(src))
+    processor = AutoImageProcessor.from_pretrained(str(src))
+    pad = bool(getattr(processor, "do_pad", False))
+    if pad:
+        processor.do_pad = False  # the core letterboxes (image_preprocess pad) before the processor runs
+    notes: list[str] = []
+    ours = config.get("tinyllava") if isinstance(config.get("tinyllava"), dict) else None
+    components = None
+    if ours and isinstance(ours.get("components"), dict):
+        components = {k: ours["components"][k] for k in ("llm", "vision_tower", "connector")}
+        if chat_template is None and "chat_template" in ours["components"]:
+            chat_template = ours["components"]["chat_template"]
+        notes.append("written by tinyllava export: its components are reused")
+    meta = [src / name for name in ("config.json", "preprocessor_config.json") if (src / name).is_file()]
+    return ImportPlan(
+        source_format=FORMAT,
+        source_path=src,
+        text_config=dict(config["text_config"]),
+        vision_config=vision_config,
+        feature_layer=int(config.get("vision_feature_layer", -2)),
+        drop_first_token=STRATEGIES[config.get("vision_feature_select_strategy", "default")],
+        projector=ForeignProjector("mlp", depth=2, act="gelu", bias=bool(config.get("multimodal_projector_bias",
+                                                                                      True))),
+        image_preprocess=(ours or {}).get("image_preprocess") or ("pad" if pad else "square"),
+        max_length=_max_length(ours, tokenizer),
+        tokenizer=tokenizer,
+        image_processor=processor,
+        chat_template=chat_template,
+        llm_state=parts["llm"],
+        tower_state=parts["tower"],
+        connector_state=parts["connector"],
+        files=[*meta, *files],
+        notes=notes,
+        components=components,
+    )
