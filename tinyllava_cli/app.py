@@ -106,6 +106,19 @@ def merge(
     raise typer.Exit(run(model, output))
 
 
+@app.command()
+def export(
+    model: Annotated[Path, typer.Option("--model", "-m", help="tinyllava checkpoint directory")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="new directory for the exported model")],
+    to: Annotated[str, typer.Option("--to", help="target layout: hf-llava (transformers' LLaVA)")] = "hf-llava",
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16, float16 or auto (the LLM's)")] = "float32",
+) -> None:
+    """Export a checkpoint to transformers' LLaVA layout (adapters merged; loads without tinyllava)."""
+    from tinyllava_cli.commands.export import export as run
+
+    raise typer.Exit(run(model, to, output, dtype))
+
+
 @app.command(name="import")
 def import_command(
     src: Annotated[Path, typer.Argument(help="the checkpoint folder to import")],

@@ -42,3 +42,13 @@ class ChatTemplate(Component):
 
     def check_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
         """Raise ValueError with a fix when this template cannot work with this tokenizer."""
+
+    # -- export contract (transformers' LLaVA layout) -------------------------------------------------
+    def hf_llava_export(self, tokenizer: PreTrainedTokenizerBase) -> str:
+        """A Jinja chat template that, rendered with `add_generation_prompt=True` and tokenised by the exported
+        processor (which adds what `tokenizer(text)` adds), gives exactly `generation_prompt`'s ids, each
+        `<image>` where an image goes (`tinyllava.interop.export_jinja` builds it for segmented templates).
+        Raise `NotExportable` when no Jinja can; the default refuses."""
+        from tinyllava.interop.export_contract import not_exportable_by_default
+
+        raise not_exportable_by_default(self)

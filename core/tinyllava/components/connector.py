@@ -10,6 +10,8 @@ from tinyllava.components.base import Component
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
+    from tinyllava.interop.export_contract import HFLlavaPart
+
 
 @dataclass(frozen=True)
 class ForeignProjector:
@@ -36,3 +38,12 @@ class Connector(Component):
 
     def build(self, vision_dim: int, llm_dim: int, num_vision_tokens: int) -> nn.Module:
         raise NotImplementedError
+
+    # -- export contract (transformers' LLaVA layout) -------------------------------------------------
+    def hf_llava_export(self, module: nn.Module) -> HFLlavaPart:
+        """This connector as LLaVA's `multi_modal_projector` (linear_1, activation, linear_2): where the built
+        module's weights go and the LlavaConfig fields (`projector_hidden_act`, `multimodal_projector_bias`).
+        Raise `NotExportable` when that projector cannot compute what `module` computes; the default refuses."""
+        from tinyllava.interop.export_contract import not_exportable_by_default
+
+        raise not_exportable_by_default(self)

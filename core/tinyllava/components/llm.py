@@ -9,6 +9,8 @@ from tinyllava.components.base import Component
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from tinyllava.interop.export_contract import HFLlavaPart
+
 
 class LLMParts(NamedTuple):
     model: PreTrainedModel
@@ -57,3 +59,12 @@ class LLM(Component):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
         return tokenizer
+
+    # -- export contract (transformers' LLaVA layout) -------------------------------------------------
+    def hf_llava_export(self, model: PreTrainedModel) -> HFLlavaPart:
+        """This LM as LlavaForConditionalGeneration's language model: its `text_config` and where each of its
+        weights goes (`tinyllava.interop.export_parts.causal_lm_part` serves transformers causal LMs). Raise
+        `NotExportable` with the reason when LLaVA cannot compute what it computes; the default refuses."""
+        from tinyllava.interop.export_contract import not_exportable_by_default
+
+        raise not_exportable_by_default(self)

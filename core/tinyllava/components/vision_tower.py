@@ -11,6 +11,8 @@ from tinyllava.components.base import Component, ComponentOptions
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
+    from tinyllava.interop.export_contract import HFLlavaPart
+
 
 class VisionParts(NamedTuple):
     encoder: nn.Module
@@ -66,3 +68,13 @@ class VisionTower(Component):
     def from_config(self, vision_config: dict[str, Any], image_processor: Any) -> nn.Module:
         """An uninitialised encoder with the saved architecture, used when loading a checkpoint."""
         raise NotImplementedError
+
+    # -- export contract (transformers' LLaVA layout) -------------------------------------------------
+    def hf_llava_export(self, encoder: nn.Module) -> HFLlavaPart:
+        """This tower as LlavaForConditionalGeneration's vision tower: its `vision_config`, where its weights go,
+        the LlavaConfig feature selection and the processor's `patch_size` / `num_additional_image_tokens`
+        (`tinyllava.interop.export_parts.hf_vision_part` serves `HFVisionEncoder` towers). Raise `NotExportable`
+        when LLaVA cannot select the same features; the default refuses."""
+        from tinyllava.interop.export_contract import not_exportable_by_default
+
+        raise not_exportable_by_default(self)

@@ -85,3 +85,9 @@ class CLIPTower(VisionTower):
         from transformers import CLIPVisionConfig, CLIPVisionModel
 
         return self._wrap(CLIPVisionModel(CLIPVisionConfig.from_dict(vision_config)))
+
+    def hf_llava_export(self, encoder: Any) -> Any:
+        """LLaVA's own tower family: `patch` drops the CLS token (LLaVA's `default`), `cls_patch` keeps it."""
+        from tinyllava.interop.export_parts import hf_vision_part
+
+        return hf_vision_part(self, encoder)

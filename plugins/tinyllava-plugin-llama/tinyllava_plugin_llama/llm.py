@@ -95,3 +95,9 @@ class LlamaLLM(LLM):
             tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
         return tokenizer
 
+    def hf_llava_export(self, model: Any) -> Any:
+        """A LlamaForCausalLM is LLaVA's own language model: weights and config as they are."""
+        from tinyllava.interop.export_parts import causal_lm_part
+
+        return causal_lm_part(self, model)
+

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tinyllava.templates.segmented import SegmentedTemplate
 
@@ -16,3 +16,9 @@ class LlamaTemplate(SegmentedTemplate):
     system: ClassVar[str] = SYSTEM
     eos: ClassVar[str] = "</s>"
     add_bos: ClassVar[bool] = True
+
+    def hf_llava_export(self, tokenizer: Any) -> str:
+        """The same prompt as Jinja, for an exported processor."""
+        from tinyllava.interop.export_jinja import segmented_jinja
+
+        return segmented_jinja(self, tokenizer)

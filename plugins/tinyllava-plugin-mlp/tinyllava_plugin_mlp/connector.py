@@ -55,3 +55,21 @@ class MLPConnector(Connector):
 
         wrapper = WithGridPositions if self.options.position_embedding == "grid" else WithPositions
         return wrapper(mlp, num_vision_tokens, llm_dim)
+
+    def hf_llava_export(self, module: Any) -> Any:
+        """LLaVA's projector is this MLP at depth 2 (Linear, GELU, Linear, with biases) and nothing else."""
+        from tinyllava.interop.export_contract import PROJECTOR_PREFIX, HFLlavaPart, NotExportable, component_label
+
+        label = component_label(self)
+        if self.options.position_embedding != "none":
+            raise NotExportable(label, f"position_embedding {self.options.position_embedding!r} adds learned "
+                                       "positions to the image tokens; LLaVA's projector has none")
+        if self.options.depth != 2:
+            raise NotExportable(label, f"depth {self.options.depth}: LLaVA's projector is exactly two Linear "
+                                       "layers with a GELU between them")
+        keys = {}
+        for key in module.state_dict():
+            index, _, rest = key.partition(".")
+            keys[key] = PROJECTOR_PREFIX + {"0": "linear_1.", "2": "linear_2."}[index] + rest
+        return HFLlavaPart(keys=keys, llava={"projector_hidden_act": "gelu", "multimodal_projector_bias": True},
+                           notes=["Connector: the 2-layer GELU MLP, weights unchanged."])

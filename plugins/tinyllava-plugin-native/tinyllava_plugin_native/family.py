@@ -31,6 +31,12 @@ class FactoryTemplate(SegmentedTemplate):
 
     system: ClassVar[str] = FACTORY_SYSTEM
 
+    def hf_llava_export(self, tokenizer: PreTrainedTokenizerBase) -> str:
+        """The same prompt as Jinja, for an exported processor."""
+        from tinyllava.interop.export_jinja import segmented_jinja
+
+        return segmented_jinja(self, tokenizer)
+
 
 class FamilyOptions(ComponentOptions):
     source: str | None = Field(None, description="hub id or local folder with config + weights")
@@ -171,3 +177,10 @@ class FamilyLLM(LLM):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
         return tokenizer
+
+    def hf_llava_export(self, model: Any) -> Any:
+        """Every family member is a transformers causal LM; members whose head LLaVA cannot reproduce (a biased
+        lm_head as in Phi-2, Gemma 2's logit soft-cap) are refused by `causal_lm_part` with the reason."""
+        from tinyllava.interop.export_parts import causal_lm_part
+
+        return causal_lm_part(self, model)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tinyllava.templates.segmented import CaptionTemplate
 
 
 class PretrainTemplate(CaptionTemplate):
     """BOS (when the tokenizer has one) and the image are masked; the caption and `\\n` are trained."""
+
+    def hf_llava_export(self, tokenizer: Any) -> str:
+        """The same prompt as Jinja (BOS, then the image), for an exported processor."""
+        from tinyllava.interop.export_jinja import caption_jinja
+
+        return caption_jinja(self, tokenizer)

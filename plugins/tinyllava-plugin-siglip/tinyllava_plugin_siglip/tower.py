@@ -157,6 +157,13 @@ class SiglipTower(VisionTower):
 
         return self._wrap(SiglipVisionModel(SiglipVisionConfig.from_dict(vision_config)))
 
+    def hf_llava_export(self, encoder: Any) -> Any:
+        """No CLS token: every patch is kept (LLaVA's `full`), or the first patch dropped with `drop_first_patch`
+        (LLaVA's `default`, with no additional image token)."""
+        from tinyllava.interop.export_parts import hf_vision_part
+
+        return hf_vision_part(self, encoder)
+
 
 class Siglip2Tower(VisionTower):
     """`Siglip2VisionModel` (the NaFlex checkpoints, model_type `siglip2`) at one fixed square resolution.
@@ -222,3 +229,9 @@ class Siglip2Tower(VisionTower):
         model = Siglip2VisionModel(Siglip2VisionConfig.from_dict(vision_config))
         height, width = _height_width(image_processor.size)  # the pixels the checkpoint was trained on
         return self._wrap(model, height, width)
+
+    def hf_llava_export(self, encoder: Any) -> Any:
+        from tinyllava.interop.export_contract import NotExportable, component_label
+
+        raise NotExportable(component_label(self), "the SigLIP2 NaFlex model takes patches plus their grid shape, "
+                                                   "while LLaVA calls its tower with pixel_values only")
