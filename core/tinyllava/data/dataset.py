@@ -49,7 +49,13 @@ class EncodedSample:
 
 
 class SupervisedDataset(torch.utils.data.Dataset):
-    """Tokenises every record up front (so template problems surface before training)."""
+    """Tokenises every record up front (so template problems surface before training).
+
+    Samples are kept compact (one IMAGE_TOKEN_INDEX per image, int32 arrays, see token_cache); give the
+    Collator `image_seq_len` to expand them. With `token_cache_dir` the arrays are reused across stages and
+    restarts. With a `feature_cache` (frozen tower), an image whose features are cached is served as
+    `image_features` instead of being opened and preprocessed.
+    """
 
     def __init__(
         self,
@@ -61,67 +67,174 @@ class SupervisedDataset(torch.utils.data.Dataset):
         image_seq_len: int,
         max_length: int,
         image_preprocess: str,
+        *,
+        template_spec: dict[str, Any] | None = None,
+        token_cache_dir: Path | None = None,
     ) -> None:
+        from tinyllava.data.token_cache import load_or_tokenize
+
         self.image_root = image_root
         self.image_processor = image_processor
         self.image_preprocess = image_preprocess
-        self.samples: list[EncodedSample] = []
-        self.truncated = 0
-        self.untrainable: list[str] = []
-        for record in records:
-            rid = str(record.get("id"))
-            try:
-                enc = template.encode(record["conversations"], tokenizer)
-            except ValueError as exc:
-                raise ValueError(f"record {rid}: {exc}") from None
-            ids, labels = expand_image_tokens(enc.input_ids, enc.labels, image_seq_len)
-            full_length = len(ids)
-            ids, labels, image_kept = truncate(ids, labels, max_length)
-            self.truncated += len(ids) < full_length
-            if all(lab == IGNORE_INDEX for lab in labels):
-                self.untrainable.append(rid)
-                continue
-            image = record.get("image") if image_kept else None
-            self.samples.append(EncodedSample(ids, labels, image))
+        self.image_seq_len = image_seq_len
+        spec = template_spec or {"name": type(template).__qualname__}
+        self.data = load_or_tokenize(records, template, spec, tokenizer, image_seq_len, max_length,
+                                     token_cache_dir)
+        self.truncated = self.data.truncated
+        self.untrainable = list(self.data.untrainable)
+        self.images: list[str | None] = [
+            records[int(r)].get("image") if has else None
+            for r, has in zip(self.data.record_index, self.data.has_image, strict=True)
+        ]
+        self.lengths: list[int] = [int(n) for n in self.data.lengths]
+        self.feature_cache: Any = None
+        self.image_keys: list[str | None] = [None] * len(self.images)
+
+    def use_feature_cache(self, cache: Any, image_keys: list[str | None]) -> None:
+        """Serve cached tower features (and every image's key) from now on; see feature_cache."""
+        self.feature_cache = cache
+        self.image_keys = image_keys
+
+    @property
+    def samples(self) -> list[EncodedSample]:
+        """The samples as lists (compact ids); for inspection, not for the training loop."""
+        return [EncodedSample(*self._arrays(i), self.images[i]) for i in range(len(self))]
+
+    def _arrays(self, index: int) -> tuple[list[int], list[int]]:
+        a, b = int(self.data.offsets[index]), int(self.data.offsets[index + 1])
+        return self.data.ids[a:b].tolist(), self.data.labels[a:b].tolist()
+
+    def has_image(self, index: int) -> bool:
+        return self.images[index] is not None
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.samples[index]
+        a, b = int(self.data.offsets[index]), int(self.data.offsets[index + 1])
         item: dict[str, Any] = {
-            "input_ids": torch.tensor(sample.input_ids, dtype=torch.long),
-            "labels": torch.tensor(sample.labels, dtype=torch.long),
+            "input_ids": torch.from_numpy(self.data.ids[a:b].astype("int64")),
+            "labels": torch.from_numpy(self.data.labels[a:b].astype("int64")),
         }
-        if sample.image is not None:
-            root = self.image_root or Path(".")
-            item["pixel_values"] = preprocess_image(
-                open_image(root / sample.image), self.image_processor, self.image_preprocess
-            )
+        image = self.images[index]
+        if image is None:
+            return item
+        key = self.image_keys[index]
+        if self.feature_cache is not None and key is not None:
+            item["image_key"] = key
+            features = self.feature_cache.get(key)
+            if features is not None:
+                item["image_features"] = features
+                return item
+        root = self.image_root or Path(".")
+        item["pixel_values"] = preprocess_image(open_image(root / image), self.image_processor, self.image_preprocess)
         return item
 
 
-class Collator:
-    """Right-pads ids (pad id) and labels (IGNORE_INDEX); stacks images of the samples that have one."""
+def expand_compact(ids: torch.Tensor, labels: torch.Tensor, image_seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tensor form of expand_image_tokens: each IMAGE_TOKEN_INDEX becomes image_seq_len untrained positions."""
+    is_image = ids == IMAGE_TOKEN_INDEX
+    if not bool(is_image.any()):
+        return ids, labels
+    repeats = torch.where(is_image, image_seq_len, 1)
+    ids = ids.repeat_interleave(repeats)
+    labels = labels.repeat_interleave(repeats).masked_fill(ids == IMAGE_TOKEN_INDEX, IGNORE_INDEX)
+    return ids, labels
 
-    def __init__(self, pad_token_id: int, padding_side: str = "right") -> None:
+
+class Collator:
+    """Builds a batch: right-pads ids (pad id) and labels (IGNORE_INDEX), or packs (see packing).
+
+    `image_seq_len` expands compact samples (one IMAGE_TOKEN_INDEX per image); without it the ids are taken
+    as already expanded. Images are stacked in the order their positions appear in the batch (row by row),
+    the order in which the model splices them. With a feature cache, items carry `image_key` and either
+    `image_features` or `pixel_values`; the batch then holds `image_keys`, `cached_features` (one entry per
+    image, None where the tower still has to run) and `pixel_values` of the missing ones only, which the
+    trainer's feature resolver turns into `image_features`.
+    """
+
+    def __init__(self, pad_token_id: int, padding_side: str = "right", *, image_seq_len: int | None = None,
+                 pack: bool = False, pack_length: int | None = None, one_row: bool = False) -> None:
         self.pad_token_id = pad_token_id
         self.padding_side = padding_side
+        self.image_seq_len = image_seq_len
+        self.pack = pack
+        self.pack_length = pack_length
+        self.one_row = one_row
+
+    def _sequences(self, batch: list[dict[str, Any]]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        out = []
+        for item in batch:
+            ids, labels = item["input_ids"], item.get("labels")
+            if self.image_seq_len is not None:
+                if labels is None:
+                    labels = torch.full_like(ids, IGNORE_INDEX)
+                ids, labels = expand_compact(ids, labels, self.image_seq_len)
+            out.append((ids, labels))
+        return out
 
     def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
-        longest = max(len(item["input_ids"]) for item in batch)
-        ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(batch), longest), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(batch), longest), dtype=torch.long)
-        for row, item in enumerate(batch):
-            n = len(item["input_ids"])
-            sl = slice(longest - n, longest) if self.padding_side == "left" else slice(0, n)
-            ids[row, sl] = item["input_ids"]
-            if "labels" in item:
-                labels[row, sl] = item["labels"]
-            mask[row, sl] = 1
-        out: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-        images = [item["pixel_values"] for item in batch if item.get("pixel_values") is not None]
-        if images:
-            out["pixel_values"] = torch.stack(images)
+        seqs = self._sequences(batch)
+        if self.pack:
+            out, order = self._packed(seqs)
+        else:
+            out, order = self._padded(seqs), list(range(len(batch)))
+        out.update(self._images([batch[i] for i in order]))
         return out
+
+    def _padded(self, seqs: list[tuple[torch.Tensor, torch.Tensor | None]]) -> dict[str, Any]:
+        longest = max(len(ids) for ids, _ in seqs)
+        ids_out = torch.full((len(seqs), longest), self.pad_token_id, dtype=torch.long)
+        labels_out = torch.full((len(seqs), longest), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(seqs), longest), dtype=torch.long)
+        for row, (ids, labels) in enumerate(seqs):
+            n = len(ids)
+            sl = slice(longest - n, longest) if self.padding_side == "left" else slice(0, n)
+            ids_out[row, sl] = ids
+            if labels is not None:
+                labels_out[row, sl] = labels
+            mask[row, sl] = 1
+        return {"input_ids": ids_out, "attention_mask": mask, "labels": labels_out}
+
+    def _packed(self, seqs: list[tuple[torch.Tensor, torch.Tensor | None]]) -> tuple[dict[str, Any], list[int]]:
+        from tinyllava.data.packing import plan_rows, row_capacity
+
+        lengths = [len(ids) for ids, _ in seqs]
+        rows = plan_rows(lengths, row_capacity(lengths, self.pack_length, self.one_row))
+        width = max(sum(lengths[i] for i in row) for row in rows)
+        ids_out = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        labels_out = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            at = 0
+            for i in row:
+                ids, labels = seqs[i]
+                n = len(ids)
+                ids_out[r, at:at + n] = ids
+                if labels is not None:
+                    labels_out[r, at:at + n] = labels
+                    labels_out[r, at] = IGNORE_INDEX  # never predicted from the previous sample's last token
+                positions[r, at:at + n] = torch.arange(n)
+                at += n
+            positions[r, at:] = torch.arange(width - at)  # the padding tail is a block of its own
+        order = [i for row in rows for i in row]
+        # no KV cache: transformers only reads packed position ids as separate sequences when there is none
+        return {"input_ids": ids_out, "labels": labels_out, "position_ids": positions, "use_cache": False}, order
+
+    @staticmethod
+    def _images(items: list[dict[str, Any]]) -> dict[str, Any]:
+        with_image = [it for it in items if it.get("pixel_values") is not None or it.get("image_features") is not None]
+        if not with_image:
+            return {}
+        if any("image_key" in it for it in with_image):
+            out: dict[str, Any] = {
+                "image_keys": [it["image_key"] for it in with_image],
+                "cached_features": [it.get("image_features") for it in with_image],
+            }
+            missing = [it["pixel_values"] for it in with_image if it.get("image_features") is None]
+            if missing:
+                out["pixel_values"] = torch.stack(missing)
+            return out
+        if all(it.get("image_features") is not None for it in with_image):
+            return {"image_features": torch.stack([it["image_features"] for it in with_image])}
+        return {"pixel_values": torch.stack([it["pixel_values"] for it in with_image])}

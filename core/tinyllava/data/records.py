@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyllava.constants import IMAGE_PLACEHOLDER
+from tinyllava.data.image_index import ImageIndex
 
 
 @dataclass
@@ -33,21 +34,14 @@ class DataError(ValueError):
     """Bad training data; the message lists the bad records (first few) and how to proceed."""
 
 
-def _check_image(path: Path) -> str | None:
-    if not path.is_file():
-        return f"image {path} does not exist"
-    try:
-        from PIL import Image
-
-        with Image.open(path) as img:
-            img.verify()
-    except Exception as exc:  # noqa: BLE001
-        return f"image {path} is unreadable ({type(exc).__name__}: {exc})"
-    return None
+def _check_image(path: Path, images: ImageIndex | None = None) -> str | None:
+    return (images or ImageIndex()).problem(path)
 
 
-def check_record(index: int, record: Any, image_root: Path | None) -> tuple[str, str | None]:
-    """(record id, problem or None)."""
+def check_record(
+    index: int, record: Any, image_root: Path | None, images: ImageIndex | None = None
+) -> tuple[str, str | None]:
+    """(record id, problem or None). `images` remembers image checks across stages and restarts."""
     if not isinstance(record, dict):
         return f"#{index}", f"is a {type(record).__name__}, not an object"
     rid = str(record.get("id", f"#{index}"))
@@ -80,10 +74,13 @@ def check_record(index: int, record: Any, image_root: Path | None) -> tuple[str,
         return rid, f"has an image but {n_tags} {IMAGE_PLACEHOLDER} tags; put exactly one in a human turn"
     if image_root is None:
         return rid, "has an image but no image_root was given"
-    return rid, _check_image(image_root / image)
+    return rid, _check_image(image_root / image, images)
 
 
-def load_records(json_path: Path, image_root: Path | None, on_bad_record: str = "stop") -> CheckedData:
+def load_records(
+    json_path: Path, image_root: Path | None, on_bad_record: str = "stop", images: ImageIndex | None = None
+) -> CheckedData:
+    """Parse and check every record; `images` (an ImageIndex) skips re-opening unchanged image files."""
     json_path = Path(json_path)
     if not json_path.is_file():
         raise DataError(f"data file {json_path} does not exist")
@@ -97,7 +94,7 @@ def load_records(json_path: Path, image_root: Path | None, on_bad_record: str = 
     problems: list[RecordProblem] = []
     seen: set[str] = set()
     for i, record in enumerate(raw):
-        rid, problem = check_record(i, record, image_root)
+        rid, problem = check_record(i, record, image_root, images)
         if problem is None and rid in seen:
             problem = "duplicate id"
         seen.add(rid)
@@ -112,6 +109,8 @@ def load_records(json_path: Path, image_root: Path | None, on_bad_record: str = 
             f"{json_path}: {len(problems)} of {len(raw)} records are bad:\n{shown}{more}\n"
             "Fix them, or set `on_bad_record: skip` in the stage's data to train without them."
         )
+    if images is not None:
+        images.save()
     if not good:
         raise DataError(f"{json_path}: no usable records")
     return CheckedData(good, problems, str(json_path))

@@ -251,6 +251,29 @@ class StageSpec(StrictModel):
         description="multi-process runs: DDP's find_unused_parameters (default: on only when the data mixes "
         "text-only and image samples while the vision tower or connector trains)",
     )
+    packing: bool = Field(
+        True,
+        description="pack each step's samples into fewer rows (position ids restart per sample, attention never "
+        "crosses samples, each sample's loss unchanged) instead of padding every sample to the longest",
+    )
+    pack_length: int | None = Field(
+        None, ge=8,
+        description="packing: longest packed row in positions (default: the step's longest sample, so rows never "
+        "grow and masked attention never costs more; with flash attention on CUDA all samples share one row)",
+    )
+    group_by_length: bool = Field(
+        False,
+        description="batches of one modality (image or text-only) and similar length, shuffled (less padding; "
+        "every sample still once per epoch)",
+    )
+    dataloader_workers: int = Field(
+        0, ge=0, description="background processes that read and preprocess images (0: in the training process)"
+    )
+    feature_cache: bool = Field(
+        True,
+        description="when the vision tower is frozen, cache its features per image (under the run's cache_dir) "
+        "and skip the tower and the image decoding for images seen before",
+    )
 
     def resolved_save_format(self) -> str:
         if self.save_format == "auto":
@@ -283,6 +306,11 @@ class RunSpec(StrictModel):
         None, description="start from an existing tinyllava checkpoint (adapters in it are merged first)"
     )
     num_threads: int | None = Field(None, description="torch CPU threads (default: torch's choice)")
+    cache_dir: Path | None = Field(
+        None,
+        description="tokenised data, image checks and frozen-tower features, keyed by content and shared by runs "
+        "(default: <output_dir>/.cache)",
+    )
 
     @model_validator(mode="after")
     def _model_or_init(self) -> RunSpec:
@@ -303,6 +331,9 @@ class RunSpec(StrictModel):
 
     def run_dir(self) -> Path:
         return self.output_dir / self.name
+
+    def cache_root(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.output_dir / ".cache"
 
     def stage_data(self, stage: StageSpec) -> DataSpec:
         data = stage.data or self.data

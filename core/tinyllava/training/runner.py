@@ -137,8 +137,9 @@ def check_stages(spec: RunSpec, registry: Any) -> None:
 
 
 def _probe_batch(dataset: Any, collator: Any) -> dict[str, Any]:
-    index = next((i for i, s in enumerate(dataset.samples) if s.image is not None), 0)
-    return collator([dataset[index]])
+    index = next((i for i in range(len(dataset)) if dataset.has_image(i)), 0)
+    item = {k: v for k, v in dataset[index].items() if k != "image_key"}
+    return collator([item])
 
 
 def freeze_unreachable(model: Any, batch: dict[str, Any]) -> list[str]:
@@ -165,8 +166,61 @@ def freeze_unreachable(model: Any, batch: dict[str, Any]) -> list[str]:
 
 
 def _mixed_modalities(dataset: Any) -> bool:
-    with_image = [s.image is not None for s in dataset.samples]
+    with_image = [image is not None for image in dataset.images]
     return any(with_image) and not all(with_image)
+
+
+# -- the data path: packing, grouping, feature cache ----------------------------------------------
+
+
+def use_flash_varlen(model: Any) -> bool:
+    """Whether the LLM runs flash attention, which reads packed position ids as variable-length sequences
+    (one row holding every sample costs no more attention than separate rows)."""
+    import torch
+
+    impl = getattr(getattr(model.language_model, "config", None), "_attn_implementation", None) or ""
+    return "flash" in str(impl) and torch.cuda.is_available()
+
+
+def _feature_cache(spec: RunSpec, stage: StageSpec, model: Any, dataset: Any, images: Any, image_processor: Any,
+                   settings: Any, ds_config: Any, console: Console) -> Any:
+    """Point the dataset at the frozen tower's feature cache and return the batch resolver, or None when the
+    tower trains, the stage is off the cache, the tower is not deterministic, or DeepSpeed partitions it."""
+    from tinyllava.data.feature_cache import FeatureCache, FeatureResolver, tower_fingerprint, tower_is_deterministic
+
+    if not stage.feature_cache or ds_config is not None or not any(dataset.has_image(i) for i in range(len(dataset))):
+        return None
+    if any(p.requires_grad for p in model.vision_tower.parameters()):
+        return None
+    reason = tower_is_deterministic(model)
+    if reason is not None:
+        console.print(f"stage {stage.name}: no feature cache: {reason}")
+        return None
+    fingerprint = tower_fingerprint(model, image_processor, settings.image_preprocess,
+                                    "bfloat16" if stage.bf16 else "none")
+    cache = FeatureCache(spec.cache_root() / "features", fingerprint)
+    root = dataset.image_root or Path(".")
+    keys = [images.digest(root / image) if image is not None else None for image in dataset.images]
+    images.save()
+    dataset.use_feature_cache(cache, keys)
+    return FeatureResolver(cache)
+
+
+def _stage_trainer_class(base: type, sampler: Any, resolver: Any) -> type:
+    """The Trainer with this stage's sampler (None: the Trainer's own) and feature resolver (None: none)."""
+    if sampler is None and resolver is None:
+        return base
+
+    class StageTrainer(base):  # type: ignore[misc, valid-type]
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            return sampler if sampler is not None else super()._get_train_sampler(train_dataset)
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            if resolver is not None:
+                inputs = resolver(inputs, self.accelerator.unwrap_model(model))
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    return StageTrainer
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -304,6 +358,7 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
 
     from tinyllava.checkpoint import save_checkpoint
     from tinyllava.data.dataset import Collator, SupervisedDataset
+    from tinyllava.data.image_index import ImageIndex
     from tinyllava.data.records import load_records
     from tinyllava.training.distributed import deepspeed_config, reset_accelerate_state, zero_stage
     from tinyllava.training.parameters import prune_groups
@@ -319,14 +374,19 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     data_spec = spec.stage_data(stage)
     with procs.main_first():
         json_path, image_root = materialize_data(registry, data_spec, spec.run_dir().parent / ".data")
-    checked = load_records(json_path, image_root, data_spec.on_bad_record)
+    cache_root = spec.cache_root()
+    images = ImageIndex(cache_root / "images.json")
+    with procs.main_first():  # rank 0 fills the image index and the token cache, the others read them
+        checked = load_records(json_path, image_root, data_spec.on_bad_record, images=images)
+        dataset = SupervisedDataset(
+            checked.records, image_root, template, tokenizer, image_processor,
+            model.config.image_seq_len, settings.max_length, settings.image_preprocess,
+            template_spec={"name": template_spec.name, "options": template_spec.options},
+            token_cache_dir=cache_root / "tokens",
+        )
     if checked.problems:
         console.print(f"[yellow]stage {stage.name}: skipped {len(checked.problems)} bad record(s)[/]; first: "
                       f"{checked.problems[0]}")
-    dataset = SupervisedDataset(
-        checked.records, image_root, template, tokenizer, image_processor,
-        model.config.image_seq_len, settings.max_length, settings.image_preprocess,
-    )
     if dataset.truncated:
         console.print(f"[yellow]stage {stage.name}: {dataset.truncated} sample(s) longer than "
                       f"max_length={settings.max_length} were truncated[/]")
@@ -338,7 +398,9 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
             f"stage {stage.name}: no sample has a trained token left after truncation to "
             f"max_length={settings.max_length} ({len(dataset.untrainable)} left out); raise model.max_length"
         )
-    collator = Collator(tokenizer.pad_token_id)
+    one_row = use_flash_varlen(model)
+    collator = Collator(tokenizer.pad_token_id, image_seq_len=model.config.image_seq_len, pack=stage.packing,
+                        pack_length=stage.pack_length, one_row=one_row)
     recipe = _recipe(spec, stage, registry)
     model.train()
     param_groups = recipe.prepare(model, stage)
@@ -372,6 +434,16 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
             console.print(f"[yellow]stage {stage.name}: ddp_find_unused_parameters is false but the data mixes "
                           f"text-only and image samples: a text-only batch will stall DDP; leave it unset[/]")
 
+    resolver = _feature_cache(spec, stage, model, dataset, images, image_processor, settings, ds_config, console)
+    sampler = None
+    if stage.group_by_length:
+        from tinyllava.data.sampler import ModalityLengthGroupedSampler
+
+        sampler = ModalityLengthGroupedSampler(
+            dataset.lengths, [dataset.has_image(i) for i in range(len(dataset))],
+            stage.batch_size * procs.world_size, seed=spec.seed + index,
+        )
+
     args = TrainingArguments(
         output_dir=str(folder / "checkpoints"),
         per_device_train_batch_size=stage.batch_size,
@@ -391,7 +463,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
         seed=spec.seed + index,
         data_seed=spec.seed + index,
         remove_unused_columns=False,
-        dataloader_num_workers=0,
+        dataloader_num_workers=stage.dataloader_workers,
+        dataloader_persistent_workers=stage.dataloader_workers > 0,
         bf16=stage.bf16,
         disable_tqdm=True,
         use_cpu=not use_cuda,
@@ -401,7 +474,7 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
         ddp_find_unused_parameters=bool(find_unused) if procs.world_size > 1 else None,
         **({"activation_checkpointing": True} if stage.gradient_checkpointing else {}),
     )
-    trainer = TinyLlavaTrainer(
+    trainer = _stage_trainer_class(TinyLlavaTrainer, sampler, resolver)(
         model=model,
         args=args,
         train_dataset=dataset,
