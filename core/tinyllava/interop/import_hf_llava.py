@@ -104,8 +104,9 @@ def read_hf_llava(src: Path, *, chat_template: dict[str, Any] | None = None, reg
     vision_config.setdefault("model_type", "clip_vision_model")
     if not (src / "tokenizer_config.json").is_file():
         raise ImportError_(f"{src}: tokenizer files are missing (tokenizer_config.json)")
-    if not (src / "preprocessor_config.json").is_file():
-        raise ImportError_(f"{src}: preprocessor_config.json (the image processor) is missing")
+    if not any((src / name).is_file() for name in ("preprocessor_config.json", "processor_config.json")):
+        raise ImportError_(f"{src}: the image processor is missing (preprocessor_config.json or "
+                           f"processor_config.json)")
     tokenizer = AutoTokenizer.from_pretrained(str(src))
     processor = AutoImageProcessor.from_pretrained(str(src))
     pad = bool(getattr(processor, "do_pad", False))
@@ -119,7 +120,8 @@ def read_hf_llava(src: Path, *, chat_template: dict[str, Any] | None = None, reg
         if chat_template is None and "chat_template" in ours["components"]:
             chat_template = ours["components"]["chat_template"]
         notes.append("written by tinyllava export: its components are reused")
-    meta = [src / name for name in ("config.json", "preprocessor_config.json") if (src / name).is_file()]
+    metadata = ("config.json", "preprocessor_config.json", "processor_config.json")
+    meta = [src / name for name in metadata if (src / name).is_file()]
     return ImportPlan(
         source_format=FORMAT,
         source_path=src,
