@@ -56,13 +56,11 @@ def records_digest(records: list[dict[str, Any]]) -> str:
     return _sha(json.dumps(records, sort_keys=True, ensure_ascii=False, default=str))
 
 
-_PATH_KEYS = ("name_or_path", "_file", "_dir", "cache_dir", "_commit_hash")
-
-
 def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """What decides how text becomes ids: the backend's full serialisation (or the vocabulary), the special
-    tokens and the init options, without the folder it was loaded from (a later stage loads the same
-    tokenizer from another checkpoint)."""
+    """What decides how text becomes ids: the backend's full serialisation (normaliser, pre-tokeniser, model,
+    added tokens, post-processor), else the vocabulary, plus the special tokens. Not the folder it was loaded
+    from, nor init options that a save/load round trip rewrites (a later stage loads the same tokenizer from
+    another checkpoint)."""
     parts: list[str] = [f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__}"]
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
@@ -72,12 +70,9 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
         model = getattr(tokenizer, "sp_model", None)
         if model is not None and hasattr(model, "serialized_model_proto"):
             parts.append(hashlib.sha256(model.serialized_model_proto()).hexdigest())
-    kwargs = {k: v for k, v in (getattr(tokenizer, "init_kwargs", None) or {}).items()
-              if not any(mark in k for mark in _PATH_KEYS)}
-    parts.append(json.dumps(kwargs, sort_keys=True, default=str))
     parts.append(json.dumps(sorted((str(k), str(v)) for k, v in tokenizer.get_added_vocab().items())))
     for attr in ("bos_token", "eos_token", "pad_token", "unk_token", "add_bos_token", "add_eos_token"):
-        parts.append(f"{attr}={getattr(tokenizer, attr, None)!r}")
+        parts.append(f"{attr}={str(getattr(tokenizer, attr, None))}")
     return _sha(*parts)
 
 
