@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from tinyllava.testing import tiny_run_spec
+from tinyllava.testing.timeouts import SUBPROCESS_TIMEOUT_S
 
 HEAVY = ("torch", "transformers", "peft", "deepspeed", "bitsandbytes")
 PROBE = (
@@ -25,7 +26,8 @@ PROBE = (
 def run_cli_probe(args: list[str]) -> tuple[int, str, list[str]]:
     code = PROBE.format(heavy=HEAVY, args=args)
     env = {**os.environ, "COLUMNS": "250"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT_S, env=env)
     line = next(x for x in proc.stdout.splitlines() if x.startswith("HEAVY="))
     return proc.returncode, proc.stdout, json.loads(line.removeprefix("HEAVY="))
 
@@ -33,7 +35,7 @@ def run_cli_probe(args: list[str]) -> tuple[int, str, list[str]]:
 def tinyllava(*args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "tinyllava"
     env = {**os.environ, "COLUMNS": "250"}
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=env)
 
 
 def test_help_imports_nothing_heavy():

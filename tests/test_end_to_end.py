@@ -14,12 +14,13 @@ import pytest
 import yaml
 
 from tinyllava.testing import tiny_run_spec
+from tinyllava.testing.timeouts import SUBPROCESS_TIMEOUT_S
 
 EXE = str(Path(sys.executable).parent / "tinyllava")
 ENV = {**os.environ, "COLUMNS": "250", "OMP_NUM_THREADS": "1"}
 
 
-def cli(*args: str, input: str | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def cli(*args: str, input: str | None = None, timeout: int = SUBPROCESS_TIMEOUT_S) -> subprocess.CompletedProcess:
     proc = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout, env=ENV, input=input)
     return proc
 
@@ -200,7 +201,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     ckpts = tmp_path / "runs" / "killed" / "stage0-instruct" / "checkpoints"
     proc = subprocess.Popen([EXE, "train", str(spec), "--set", "name=killed"], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
+    deadline = time.time() + SUBPROCESS_TIMEOUT_S
     while time.time() < deadline and not (ckpts / "checkpoint-6" / "trainer_state.json").is_file():
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)

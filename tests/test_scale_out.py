@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tinyllava.testing import tiny_run_spec
+from tinyllava.testing.timeouts import SUBPROCESS_TIMEOUT_S
 from tinyllava.training.runner import last_trainer_checkpoint
 
 EXE = str(Path(sys.executable).parent / "tinyllava")
@@ -45,7 +46,7 @@ NPROC = {"ddp": 2}
 SEPARATE_PROCESS = {"ddp", "zero2", "zero3"}  # process groups and DeepSpeed state stay out of the test process
 
 
-def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: int = SUBPROCESS_TIMEOUT_S) -> subprocess.CompletedProcess:
     return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
 
 
@@ -212,7 +213,7 @@ def test_resume_after_kill_matches_uninterrupted_run(mode, root, straight):
     ckpts = final_dir(root, name).parent / "checkpoints"
     proc = subprocess.Popen([EXE, *train_args(spec, name, mode)], env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
+    deadline = time.time() + SUBPROCESS_TIMEOUT_S
     while time.time() < deadline and last_trainer_checkpoint(ckpts, NPROC.get(mode, 1)) is None:
         if proc.poll() is not None:
             break

@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 
 import pytest
 
+from tinyllava.testing.timeouts import SUBPROCESS_TIMEOUT_S
+
 HEAVY_MODULES = ("torch", "transformers", "peft", "deepspeed", "bitsandbytes")
 
 
@@ -49,7 +51,7 @@ def heavy_imports_after(code: str) -> list[str]:
         f"{code}\n"
         f"print(json.dumps(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
