@@ -66,23 +66,28 @@ def test_leave_one_out_values_for_k_matches() -> None:
         assert leave_one_out_accuracy("cat", gts) == pytest.approx(expected)
 
 
-def test_vqa_eval_normalises_the_prediction_always() -> None:
-    assert vqa_eval_accuracy("Yes", ["yes"] * 10) == 1.0  # "Yes" -> "yes", 9 matches each -> 1
-    assert vqa_eval_accuracy("two", ["2"] * 10) == 1.0  # "two" -> "2"
-    assert vqa_eval_accuracy("", ["yes"] * 10) == 0.0  # empty answer
-    assert vqa_eval_accuracy("Yes, there is a dog", ["yes"] * 10) == 0.0
+def test_vqa_eval_compares_identical_ground_truth_raw() -> None:
+    # Ten identical answers: nothing is normalised (official vqaEval since its 2021 answer-processing fix).
+    assert vqa_eval_accuracy("Yes", ["yes"] * 10) == 0.0  # case matters: "Yes" != "yes"
+    assert vqa_eval_accuracy("yes", ["yes"] * 10) == 1.0
+    assert vqa_eval_accuracy(" yes\n", ["yes"] * 10) == 1.0  # newlines/tabs -> spaces, then strip
+    assert vqa_eval_accuracy("two", ["two"] * 10) == 1.0  # neither side becomes "2"
+    assert vqa_eval_accuracy("two", ["2"] * 10) == 0.0
+    assert vqa_eval_accuracy("A hat.", ["hat"] * 10) == 0.0
+    assert vqa_eval_accuracy("", ["yes"] * 10) == 0.0
 
 
-def test_vqa_eval_leaves_identical_ground_truth_raw() -> None:
-    # All 10 GT answers are "two": the GT is not normalised, the prediction becomes "2" -> never equal.
-    assert vqa_eval_accuracy("two", ["two"] * 10) == 0.0
-
-
-def test_vqa_eval_gives_ground_truth_punctuation_only() -> None:
-    # GT differ, so they get the punctuation rule only: "two" stays "two", the prediction is "2" -> 0.
-    assert vqa_eval_accuracy("two", ["two"] * 5 + ["three"] * 5) == 0.0
-    # "t-shirt" (GT) -> "t shirt"; "T-shirt" (prediction) -> "t shirt"; 3 matches -> 0.9
+def test_vqa_eval_normalises_both_sides_when_answers_differ() -> None:
+    # Every ground-truth answer gets punctuation + digit/article processing, like the prediction.
+    assert vqa_eval_accuracy("two", ["two"] * 5 + ["three"] * 5) == pytest.approx(1.0)  # "2" vs five "2"
+    # "a" -> "" (article), and the ground truth "a" -> "" too: 1 match -> 0.3 ("one" and "1" both become "1")
+    assert vqa_eval_accuracy("a", ["a", "one", "1"] + ["dog"] * 7) == pytest.approx(0.3)
+    assert vqa_eval_accuracy("1", ["a", "one", "1"] + ["dog"] * 7) == pytest.approx(0.6)
+    # "a/b" -> "a b" -> "b"; ground truth "a / b" -> "a  b" -> "b": 3 matches -> 0.9
+    assert vqa_eval_accuracy("a/b", ["a / b"] * 3 + ["c"] * 7) == pytest.approx(0.9)
+    # "T-shirt" -> "t shirt"; ground truth "t-shirt" -> "t shirt": 3 matches -> 0.9
     assert vqa_eval_accuracy("T-shirt", ["t-shirt"] * 3 + ["shirt"] * 7) == pytest.approx(0.9)
+    assert vqa_eval_accuracy("Yes, there is a dog", ["yes"] * 9 + ["no"]) == 0.0
 
 
 def test_textvqa_accuracy() -> None:

@@ -141,8 +141,8 @@ def test_val_scoring(tmp_path: Path) -> None:
     assert items[0].image.name == "COCO_val2014_000000000042.jpg"
     answers = {"420": "Yes", "421": "two", "71": "man's"}  # 70 missing
     result = bench.score(items, answers, tmp_path)
-    # 420: "yes" vs 10x"yes" -> 1.0
-    # 421: "two" -> EvalAI "2"; GT differ -> 3 matches -> 0.9
+    # 420: EvalAI "yes" vs 10x"yes" (compared raw) -> 1.0
+    # 421: "two" -> EvalAI "2"; GT differ -> both sides processed -> 3 matches -> 0.9
     # 70: missing -> "" -> 0.0
     # 71: EvalAI turns "man's" into "man 's"; the 10 identical GT stay "man's" -> 0.0
     assert result.metrics["accuracy"] == pytest.approx(100 * 1.9 / 4)
@@ -162,10 +162,11 @@ def test_val_scoring(tmp_path: Path) -> None:
 def test_val_without_evalai_preprocessing(tmp_path: Path) -> None:
     bench = VQAv2Benchmark({"split": "val", "evalai_normalize_val": False})
     items = bench.load_items(_val_dir(tmp_path))
-    # raw "man's": vqaEval's own cleaning keeps the apostrophe -> equals the raw GT -> 1.0
+    # identical ground truth is compared raw: 420 "Yes" vs ten "yes" -> 0, 70 "A hat." vs ten "hat" -> 0,
+    # 71 "man's" equals the raw ground truth -> 1.0; 421: the answers differ, "two" -> "2" -> 0.9
     result = bench.score(items, {"420": "Yes", "421": "two", "70": "A hat.", "71": "man's"}, tmp_path)
-    # 420: 1.0, 421: 0.9, 70: "A hat." -> "hat" -> 1.0, 71: 1.0
-    assert result.metrics["accuracy"] == pytest.approx(100 * 3.9 / 4)
+    assert result.metrics["accuracy"] == pytest.approx(100 * 1.9 / 4)
+    assert result.metrics["answer_type/yes/no"] == pytest.approx(0.0)
 
 
 def test_val_layout_error(tmp_path: Path) -> None:

@@ -3,8 +3,10 @@
 Two normalisers exist and both matter:
 - `evalai_normalize`: EvalAI's answer processor (m4c_evaluator), used by LLaVA to build the VQAv2
   submission file and by the TextVQA scorer, on the prediction and on every ground-truth answer.
-- `vqa_eval_accuracy`: the official VQA evaluation (GT-Vision-Lab vqaEval), which always normalises the
-  prediction but only strips punctuation from the ground-truth answers, and only when they differ.
+- `vqa_eval_accuracy`: the official VQA evaluation (GT-Vision-Lab vqaEval) as it is today (since its
+  2021 "Fixed processing answers bug" commit, which EvalAI and recent papers use): when the 10 answers
+  differ, the prediction and every answer get the punctuation rule then the digit/article rule; when
+  they are all identical nothing is normalised and the raw texts are compared.
 
 Quirks kept on purpose (they change numbers):
 - the period rule removes "." not followed by a digit, at most 32 times per answer (the official code
@@ -104,17 +106,23 @@ def leave_one_out_accuracy(prediction: str, gt_answers: list[str]) -> float:
     return float(sum(accs)) / len(accs)
 
 
-def vqa_eval_accuracy(prediction: str, gt_answers: list[str]) -> float:
-    """One question's accuracy as the official vqaEval computes it (0, 0.3, 0.6, 0.9 or 1.0 for 10 answers).
+def _strip_whitespace(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ").strip()
 
-    The prediction is always cleaned; ground-truth answers get only the punctuation rule, and only when
-    they are not all identical (so an all-"two" question is never matched: the prediction becomes "2").
+
+def vqa_eval_accuracy(prediction: str, gt_answers: list[str]) -> float:
+    """One question's accuracy as the official vqaEval computes it today (0, 0.3, 0.6, 0.9 or 1.0 for 10 answers).
+
+    Newlines and tabs become spaces and both sides are stripped. Only when the ground-truth answers are
+    not all identical do the prediction and every ground-truth answer get `process_punctuation` then
+    `process_digit_article`; ten identical answers are compared raw with the raw prediction (so "Yes"
+    does not match ten "yes", and "two" matches ten "two").
     """
-    pred = prediction.replace("\n", " ").replace("\t", " ").strip()
-    pred = process_digit_article(process_punctuation(pred))
-    gts = list(gt_answers)
+    pred = _strip_whitespace(prediction)
+    gts = [_strip_whitespace(gt) for gt in gt_answers]
     if len(set(gts)) > 1:
-        gts = [process_punctuation(gt) for gt in gts]
+        gts = [process_digit_article(process_punctuation(gt)) for gt in gts]
+        pred = process_digit_article(process_punctuation(pred))
     return leave_one_out_accuracy(pred, gts)
 
 
