@@ -4,8 +4,11 @@ What LLaVA's config says maps one to one: `vision_feature_layer` (an int) -> the
 `vision_feature_select_strategy` `default` (drop token 0, a real patch for SigLIP) / `full`; the projector
 (linear_1, act, linear_2) -> a depth-2 MLP; an image processor with `do_pad` -> image_preprocess `pad` (the
 core pads, so the saved processor no longer does). The LM keeps its vocabulary, `<image>` row included.
-A checkpoint written by `tinyllava export` records its tinyllava components; they are reused, so a round
-trip gives back the same components and options.
+A folder written by `tinyllava export` carries a `tinyllava_export` record in config.json (see
+`tinyllava.interop.export_hf_llava`); the import then undoes the export exactly: the same components and
+options, the `<image>` embedding rows the exporter appended dropped (and the token it added), and the tower's
+config given back the layer count that makes `feature_layer` select the last exported layer (the exporter
+writes only the layers the selected feature uses and reads them with vision_feature_layer -1).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from tinyllava.components.connector import ForeignProjector
 from tinyllava.interop.import_common import ImportError_, ImportPlan, find_weights, read_all, read_json
 
 FORMAT = "hf-llava"
+SIDECAR_KEY = "tinyllava_export"  # what export_hf_llava records in config.json
 STRATEGIES = {"default": True, "full": False}  # -> drop the first token
 # (prefix in the file, component, prefix in the component's own model); transformers 5 names, then 4
 PREFIXES = (
@@ -76,6 +80,62 @@ def check_config(config: dict[str, Any], where: str) -> None:
         raise ImportError_(f"{where}: config.json needs a text_config with a model_type")
 
 
+def undo_export(sidecar: dict[str, Any], parts: dict[str, dict[str, Any]], text_config: dict[str, Any],
+                vision_config: dict[str, Any], config: dict[str, Any], src: Path, tokenizer: Any) -> Any:
+    """The inverse of `export_hf_llava` (in place on parts and configs); returns the tokenizer to use."""
+    where = str(src)
+    rows = int(sidecar.get("appended_rows") or 0)
+    vocab = int(sidecar.get("original_vocab_size") or text_config.get("vocab_size") or 0)
+    if rows:
+        for key in ("model.embed_tokens.weight", "lm_head.weight"):
+            if key in parts["llm"]:
+                weight = parts["llm"][key]
+                if weight.shape[0] != vocab + rows:
+                    raise ImportError_(f"{where}: {key} has {weight.shape[0]} rows; the export record says "
+                                       f"{vocab} + {rows} appended")
+                parts["llm"][key] = weight[:vocab].clone()
+        text_config["vocab_size"] = vocab
+    if sidecar.get("added_image_token", rows > 0):
+        tokenizer = _without_token(src, str(sidecar.get("image_token") or "<image>"), tokenizer)
+    options = sidecar["components"]["vision_tower"].get("options") or {}
+    layer = int(options.get("feature_layer", -2))
+    if config.get("vision_feature_layer", -1) != -1:
+        raise ImportError_(f"{where}: the export record expects vision_feature_layer -1, the config says "
+                           f"{config.get('vision_feature_layer')}")
+    if layer < 0 and "num_hidden_layers" in vision_config:  # total + 1 + layer == exported layers
+        vision_config["num_hidden_layers"] = int(vision_config["num_hidden_layers"]) - 1 - layer
+    return tokenizer
+
+
+def _without_token(src: Path, token: str, tokenizer: Any) -> Any:
+    """The tokenizer as it was before the exporter added `token` (it is always the last added token)."""
+    import json
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    if not (src / "tokenizer.json").is_file():
+        return tokenizer
+    data = json.loads((src / "tokenizer.json").read_text())
+    added = data.get("added_tokens") or []
+    if not added or added[-1].get("content") != token:
+        return tokenizer
+    data["added_tokens"] = added[:-1]
+    settings = json.loads((src / "tokenizer_config.json").read_text())
+    settings.pop("processor_class", None)
+    settings.pop("chat_template", None)  # the exporter's Jinja for the processor, not the LLM's own
+    for key in ("extra_special_tokens", "additional_special_tokens"):
+        if isinstance(settings.get(key), list):
+            settings[key] = [t for t in settings[key] if t != token]
+    decoder = settings.get("added_tokens_decoder")
+    if isinstance(decoder, dict):
+        settings["added_tokens_decoder"] = {k: v for k, v in decoder.items() if v.get("content") != token}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "tokenizer.json").write_text(json.dumps(data))
+        (Path(tmp) / "tokenizer_config.json").write_text(json.dumps(settings))
+        return AutoTokenizer.from_pretrained(tmp)
+
+
 def _max_length(ours: dict[str, Any] | None, tokenizer: Any) -> int:
     """The exporter's recorded value, else the tokenizer's (when it is a real limit, not transformers' 1e30)."""
     if ours and ours.get("max_length"):
@@ -113,19 +173,21 @@ def read_hf_llava(src: Path, *, chat_template: dict[str, Any] | None = None, reg
     if pad:
         processor.do_pad = False  # the core letterboxes (image_preprocess pad) before the processor runs
     notes: list[str] = []
-    ours = config.get("tinyllava") if isinstance(config.get("tinyllava"), dict) else None
+    text_config = dict(config["text_config"])
+    ours = config.get(SIDECAR_KEY) if isinstance(config.get(SIDECAR_KEY), dict) else None
     components = None
     if ours and isinstance(ours.get("components"), dict):
         components = {k: ours["components"][k] for k in ("llm", "vision_tower", "connector")}
         if chat_template is None and "chat_template" in ours["components"]:
             chat_template = ours["components"]["chat_template"]
-        notes.append("written by tinyllava export: its components are reused")
+        tokenizer = undo_export(ours, parts, text_config, vision_config, config, src, tokenizer)
+        notes.append("written by tinyllava export: its components are reused and the export undone")
     metadata = ("config.json", "preprocessor_config.json", "processor_config.json")
     meta = [src / name for name in metadata if (src / name).is_file()]
     return ImportPlan(
         source_format=FORMAT,
         source_path=src,
-        text_config=dict(config["text_config"]),
+        text_config=text_config,
         vision_config=vision_config,
         feature_layer=int(config.get("vision_feature_layer", -2)),
         drop_first_token=STRATEGIES[config.get("vision_feature_select_strategy", "default")],
