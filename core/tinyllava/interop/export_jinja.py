@@ -102,11 +102,12 @@ def segmented_jinja(template: Any, tokenizer: Any) -> str:
 
 
 def caption_jinja(template: Any, tokenizer: Any) -> str:
-    """The Jinja for a `CaptionTemplate` (stage-1 `pretrain`): BOS, the image, then the caption if given."""
+    """The Jinja for a `CaptionTemplate` (stage-1 `pretrain`): BOS and the image; then, unless a generation prompt
+    is asked for, the first answer as the caption. Questions are dropped, as the template drops them."""
     return "".join([
         bos_expression(template, tokenizer, bool(getattr(template, "add_bos", False))),
         f"{{{{- {literal(IMAGE_PLACEHOLDER)} -}}}}",
-        "{%- for message in messages if message['role'] == 'assistant' -%}",
+        "{%- for message in messages if message['role'] == 'assistant' and not add_generation_prompt -%}",
         "{%- if loop.first -%}",
         "{%- if message['content'] is string -%}{{- message['content'] -}}"
         "{%- else -%}{{- message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') "
