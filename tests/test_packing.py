@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import pytest
@@ -13,6 +14,7 @@ from tinyllava.data.packing import plan_rows, row_capacity
 from tinyllava.model.build import build_fresh
 from tinyllava.plugins.registry import get_registry
 from tinyllava.spec.runspec import ModelSpec
+from tinyllava.training.packed_attention import _Calls, can_switch, varlen_attention
 from tinyllava.testing import TINY_MODEL
 
 CONVERSATIONS = [
@@ -69,23 +71,32 @@ def sample_spans(batch: dict) -> list[tuple[int, int, int]]:
     return spans
 
 
-@pytest.mark.parametrize("mode", ["train", "eval"])
-def test_packed_batch_matches_unpacked_loss_per_sample_loss_and_gradients(assembled, mode):
+@pytest.mark.parametrize(("mode", "attention"), [("train", "dense"), ("eval", "dense"), ("train", "varlen")])
+def test_packed_batch_matches_unpacked_loss_per_sample_loss_and_gradients(assembled, mode, attention):
     model, tok = assembled.model, assembled.tokenizer
+    context = varlen_attention(model.language_model) if attention == "varlen" else contextlib.nullcontext()
+    with context:
+        _check_packed_equals_unpacked(model, tok, mode, attention)
+
+
+def _check_packed_equals_unpacked(model, tok, mode, attention):
     model.train(mode == "train")
     for p in model.vision_tower.parameters():
         p.requires_grad_(False)  # as in a stage with a frozen tower
     items = compact_items(tok)
     seq_len = model.config.image_seq_len
     padded = Collator(tok.pad_token_id, image_seq_len=seq_len)(items)
-    packed = Collator(tok.pad_token_id, image_seq_len=seq_len, pack=True, pack_length=250)(items)
-    assert packed["input_ids"].shape[0] < len(items)  # several samples share a row
+    packing = {"varlen": True} if attention == "varlen" else {"pack_length": 250}
+    packed = Collator(tok.pad_token_id, image_seq_len=seq_len, pack=True, **packing)(items)
+    assert packed["input_ids"].shape[0] == (1 if attention == "varlen" else 3)  # several samples share a row
+    calls = _Calls.varlen
     assert "attention_mask" not in packed
     assert (packed["input_ids"] == IMAGE_TOKEN_INDEX).sum() == (padded["input_ids"] == IMAGE_TOKEN_INDEX).sum()
 
     loss_u, grads_u = loss_and_grads(model, padded)
     loss_p, grads_p = loss_and_grads(model, packed)
     torch.testing.assert_close(loss_p, loss_u, rtol=1e-5, atol=1e-6)
+    assert (_Calls.varlen > calls) == (attention == "varlen")
     assert grads_u.keys() == grads_p.keys() and any("connector" in n for n in grads_u)
     for name in grads_u:
         torch.testing.assert_close(grads_p[name], grads_u[name], rtol=1e-4, atol=1e-6, msg=name)
@@ -153,6 +164,21 @@ def test_plan_rows_keeps_every_sample_once_and_respects_capacity():
     assert all(sum(lengths[i] for i in row) <= 10 for row in rows)
     assert len(rows) == 4  # 35 positions in rows of 10
     assert plan_rows([12, 3], 10) == [[0], [1]]  # too long: a row of its own
-    assert row_capacity(lengths, None, one_row=False) == 9  # default: the longest sample
-    assert row_capacity(lengths, None, one_row=True) == sum(lengths)
-    assert row_capacity(lengths, 64, one_row=False) == 64
+    assert row_capacity(lengths, None, varlen=False) == 9  # default: the longest sample
+    assert row_capacity(lengths, None, varlen=True) == sum(lengths)
+    assert row_capacity(lengths, 64, varlen=False) == 64
+
+
+def test_varlen_attention_is_switched_on_only_inside_the_block(assembled):
+    lm = assembled.model.language_model
+    assert can_switch(lm)
+    with varlen_attention(lm):
+        assert lm.config._attn_implementation == "tinyllava_varlen_sdpa"
+    assert lm.config._attn_implementation == "sdpa"
+
+
+def test_the_runner_picks_varlen_attention_for_an_sdpa_llm(assembled):
+    from tinyllava.training.runner import packed_attention_mode
+
+    assert packed_attention_mode(assembled.model) == "varlen"
+    assert assembled.model.language_model.config._attn_implementation == "sdpa"

@@ -145,6 +145,10 @@ def expand_compact(ids: torch.Tensor, labels: torch.Tensor, image_seq_len: int) 
 class Collator:
     """Builds a batch: right-pads ids (pad id) and labels (IGNORE_INDEX), or packs (see packing).
 
+    Packing with `varlen` puts the whole batch in one row and adds the samples' boundaries (`cu_seq_lens_q`, ...)
+    for variable-length attention (flash attention, or training.packed_attention); without it rows hold at most
+    `pack_length` positions (default: the longest sample) under a dense block-diagonal mask.
+
     `image_seq_len` expands compact samples (one IMAGE_TOKEN_INDEX per image); without it the ids are taken
     as already expanded. Images are stacked in the order their positions appear in the batch (row by row),
     the order in which the model splices them. With a feature cache, items carry `image_key` and either
@@ -154,13 +158,13 @@ class Collator:
     """
 
     def __init__(self, pad_token_id: int, padding_side: str = "right", *, image_seq_len: int | None = None,
-                 pack: bool = False, pack_length: int | None = None, one_row: bool = False) -> None:
+                 pack: bool = False, pack_length: int | None = None, varlen: bool = False) -> None:
         self.pad_token_id = pad_token_id
         self.padding_side = padding_side
         self.image_seq_len = image_seq_len
         self.pack = pack
         self.pack_length = pack_length
-        self.one_row = one_row
+        self.varlen = varlen
 
     def _sequences(self, batch: list[dict[str, Any]]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         out = []
@@ -200,7 +204,7 @@ class Collator:
         from tinyllava.data.packing import plan_rows, row_capacity
 
         lengths = [len(ids) for ids, _ in seqs]
-        rows = plan_rows(lengths, row_capacity(lengths, self.pack_length, self.one_row))
+        rows = plan_rows(lengths, row_capacity(lengths, self.pack_length, self.varlen))
         width = max(sum(lengths[i] for i in row) for row in rows)
         ids_out = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         labels_out = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
@@ -219,7 +223,13 @@ class Collator:
             positions[r, at:] = torch.arange(width - at)  # the padding tail is a block of its own
         order = [i for row in rows for i in row]
         # no KV cache: transformers only reads packed position ids as separate sequences when there is none
-        return {"input_ids": ids_out, "labels": labels_out, "position_ids": positions, "use_cache": False}, order
+        out = {"input_ids": ids_out, "labels": labels_out, "position_ids": positions, "use_cache": False}
+        if self.varlen:  # one row: the samples' boundaries, for variable-length attention
+            bounds = torch.tensor([0, *torch.tensor([lengths[i] for i in order]).cumsum(0).tolist()],
+                                  dtype=torch.int32)
+            longest = max(lengths)
+            out.update(cu_seq_lens_q=bounds, cu_seq_lens_k=bounds, max_length_q=longest, max_length_k=longest)
+        return out, order
 
     @staticmethod
     def _images(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -7,6 +7,10 @@ cache, so a packed batch also says `use_cache=False`). The flash-attention path 
 the same position ids as variable-length sequences (it needs everything in one row). The first label
 of every sample is ignored, so a sample's first token is never predicted from the previous sample's
 last one: per-sample losses and gradients are those of the unpacked batch.
+
+With variable-length attention (flash attention on CUDA, training.packed_attention elsewhere) a step's
+samples all share one row and attention runs per sample; otherwise rows are at most as long as the
+step's longest sample, because a dense masked attention costs the row's length squared.
 """
 
 from __future__ import annotations
@@ -33,16 +37,15 @@ def plan_rows(lengths: list[int], capacity: int) -> list[list[int]]:
     return [sorted(row) for row in rows]
 
 
-def row_capacity(lengths: list[int], pack_length: int | None, one_row: bool) -> int:
+def row_capacity(lengths: list[int], pack_length: int | None, varlen: bool) -> int:
     """How long a packed row may be.
 
-    one_row (variable-length flash attention, whose cost does not grow with the row): every sample in one
-    row. Otherwise attention is a dense masked product whose cost grows with the square of the row length,
-    so by default (pack_length None) rows are as long as the batch's longest sample: never longer than the
-    unpacked batch, only fewer of them. An explicit pack_length is a fixed cap (a longer sample still fits
-    alone).
+    varlen (variable-length attention, whose cost does not grow with the row): every sample in one row.
+    Otherwise attention is a dense masked product whose cost grows with the square of the row length, so by
+    default (pack_length None) rows are as long as the batch's longest sample: never longer than the unpacked
+    batch, only fewer of them. An explicit pack_length is a fixed cap (a longer sample still fits alone).
     """
-    if one_row:
+    if varlen:
         return sum(lengths)
     longest = max(lengths)
     return longest if pack_length is None else max(pack_length, 1)

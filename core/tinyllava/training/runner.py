@@ -11,6 +11,7 @@ checkpoints while the others wait.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -173,13 +174,29 @@ def _mixed_modalities(dataset: Any) -> bool:
 # -- the data path: packing, grouping, feature cache ----------------------------------------------
 
 
-def use_flash_varlen(model: Any) -> bool:
-    """Whether the LLM runs flash attention, which reads packed position ids as variable-length sequences
-    (one row holding every sample costs no more attention than separate rows)."""
+def packed_attention_mode(model: Any) -> str:
+    """How packed rows get per-sample attention: `flash` (flash attention reads the samples' boundaries itself),
+    `varlen` (SDPA switched to training.packed_attention for the stage) or `dense` (a block-diagonal mask, so
+    rows no longer than the step's longest sample)."""
     import torch
 
-    impl = getattr(getattr(model.language_model, "config", None), "_attn_implementation", None) or ""
-    return "flash" in str(impl) and torch.cuda.is_available()
+    from tinyllava.training.packed_attention import can_switch, reaches_attention, varlen_attention
+
+    impl = str(getattr(getattr(model.language_model, "config", None), "_attn_implementation", None) or "")
+    if "flash" in impl and torch.cuda.is_available():
+        return "flash"
+    if not can_switch(model.language_model):
+        return "dense"
+    device = next(model.parameters()).device
+    probe = {  # two 3-token samples in one row, no image: only checks that the LLM dispatches to our attention
+        "input_ids": torch.zeros((1, 6), dtype=torch.long, device=device),
+        "position_ids": torch.tensor([[0, 1, 2, 0, 1, 2]], device=device),
+        "cu_seq_lens_q": torch.tensor([0, 3, 6], dtype=torch.int32, device=device),
+        "use_cache": False,
+    }
+    probe["cu_seq_lens_k"] = probe["cu_seq_lens_q"]
+    with varlen_attention(model.language_model):
+        return "varlen" if reaches_attention(model, probe) else "dense"
 
 
 def _feature_cache(spec: RunSpec, stage: StageSpec, model: Any, dataset: Any, images: Any, image_processor: Any,
@@ -361,6 +378,7 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     from tinyllava.data.image_index import ImageIndex
     from tinyllava.data.records import load_records
     from tinyllava.training.distributed import deepspeed_config, reset_accelerate_state, zero_stage
+    from tinyllava.training.packed_attention import varlen_attention
     from tinyllava.training.parameters import prune_groups
     from tinyllava.training.trainer import ParameterTableCallback, RichProgressCallback, TinyLlavaTrainer
 
@@ -398,9 +416,9 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
             f"stage {stage.name}: no sample has a trained token left after truncation to "
             f"max_length={settings.max_length} ({len(dataset.untrainable)} left out); raise model.max_length"
         )
-    one_row = use_flash_varlen(model)
+    attention = packed_attention_mode(model) if stage.packing else "padded"
     collator = Collator(tokenizer.pad_token_id, image_seq_len=model.config.image_seq_len, pack=stage.packing,
-                        pack_length=stage.pack_length, one_row=one_row)
+                        pack_length=stage.pack_length, varlen=attention in ("flash", "varlen"))
     recipe = _recipe(spec, stage, registry)
     model.train()
     param_groups = recipe.prepare(model, stage)
@@ -489,7 +507,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     resume_from = last_trainer_checkpoint(folder / "checkpoints", procs.world_size) if resume else None
     if resume_from is not None:
         console.print(f"stage {stage.name}: resuming from {resume_from}")
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    with varlen_attention(model.language_model) if attention == "varlen" else contextlib.nullcontext():
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     # ZeRO-3 holds a slice of each weight per rank: gather them (a collective, so on every rank)
     state_dict = trainer.accelerator.get_state_dict(trainer.deepspeed) if trainer.is_deepspeed_enabled else None
     if procs.is_main:

@@ -1,0 +1,103 @@
+"""Variable-length attention for packed rows without flash attention: SDPA run once per packed sample.
+
+A packed row's block-diagonal mask makes dense SDPA pay for the whole row squared, most of it masked
+out, so packing more than one sample per row would cost more attention than padding. This attention
+function reads the packed samples' boundaries (`cu_seq_lens_q`, the same keyword flash attention's
+variable-length path reads) and runs causal SDPA on each sample alone: attention costs the sum of the
+samples' squared lengths, the row carries no padding, and the result is exactly that of the samples
+run separately. Any call without boundaries (padded batches, generation) is plain SDPA.
+
+It is registered with transformers' AttentionInterface and mask interface under NAME and switched on
+for the LLM only while a packed stage trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+NAME = "tinyllava_varlen_sdpa"
+
+
+class _Calls:
+    varlen = 0
+
+
+def varlen_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                          attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                          is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    bounds = kwargs.pop("cu_seq_lens_q", None)
+    if (bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]
+            or kwargs.get("position_bias") is not None):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    for name in ("cu_seq_lens_k", "max_length_q", "max_length_k"):
+        kwargs.pop(name, None)
+    cuts = bounds.tolist()
+    outputs = []
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        out, _ = sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
+                                        dropout=dropout, scaling=scaling, is_causal=True, **kwargs)
+        outputs.append(out)
+    _Calls.varlen += 1
+    return torch.cat(outputs, dim=1), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(NAME, varlen_sdpa_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
+
+
+def can_switch(language_model: Any) -> bool:
+    """Only an SDPA LLM without sliding windows: per-sample causal SDPA is then exactly what its mask says."""
+    config = getattr(language_model, "config", None)
+    if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
+        return False
+    configs = [config] + [getattr(config, k) for k in getattr(config, "sub_configs", {}) if getattr(config, k, None)]
+    for cfg in configs:
+        if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True):
+            return False
+        if getattr(cfg, "layer_types", None) and any(t != "full_attention" for t in cfg.layer_types):
+            return False
+    return True
+
+
+def _configs(language_model: Any) -> list[Any]:
+    seen: dict[int, Any] = {}
+    for module in language_model.modules():
+        cfg = getattr(module, "config", None)
+        if cfg is not None and hasattr(cfg, "_attn_implementation_internal"):
+            seen.setdefault(id(cfg), cfg)
+    return list(seen.values())
+
+
+@contextmanager
+def varlen_attention(language_model: Any) -> Iterator[None]:
+    """Run the LLM's attention through varlen_sdpa_attention inside the block; restored afterwards."""
+    _register()
+    configs = _configs(language_model)
+    before = [cfg._attn_implementation_internal for cfg in configs]
+    for cfg in configs:
+        cfg._attn_implementation_internal = NAME
+    try:
+        yield
+    finally:
+        for cfg, value in zip(configs, before, strict=True):
+            cfg._attn_implementation_internal = value
+
+
+def reaches_attention(model: Any, batch: dict[str, Any]) -> bool:
+    """Whether a forward on a packed batch calls varlen_sdpa_attention (an LLM that does not dispatch through
+    transformers' AttentionInterface never would, and would need the dense block mask instead)."""
+    before = _Calls.varlen
+    with torch.no_grad():
+        model(**batch)
+    return _Calls.varlen > before
