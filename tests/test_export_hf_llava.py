@@ -283,6 +283,20 @@ def test_image_token_is_appended_once_and_recorded(tmp_path):
     assert '"<image>"' in tokenizer_config
 
 
+def test_no_row_is_appended_inside_a_padded_vocabulary(tmp_path):
+    """A vocabulary larger than the tokenizer (as Qwen's) already has a row for the new `<image>` id."""
+    from tinyllava.interop.export_hf_llava import export_hf_llava, read_sidecar
+
+    spec = model_spec("qwen2", "clip")
+    spec["llm"]["config"]["vocab_size"] = 700
+    ckpt = make_checkpoint(tmp_path / "ckpt", spec)
+    out = export_hf_llava(ckpt, tmp_path / "hf")
+    side = read_sidecar(out)
+    assert side["appended_rows"] == 0 and side["original_vocab_size"] == 700 and side["image_token_id"] < 700
+    assert json.loads((out / "config.json").read_text())["text_config"]["vocab_size"] == 700
+    compare(ckpt, out, CONVERSATIONS[:1])
+
+
 def test_dtype_and_adapters_are_merged_first(tmp_path):
     from peft import PeftModel
     from safetensors.torch import load_file
@@ -396,14 +410,17 @@ def test_refused_before_anything_is_written(tmp_path, case):
 
 
 def test_every_problem_is_listed_at_once(tmp_path):
+    """The quickstart's own model (embeddings as features, final norm, grid positions): three reasons at once."""
     from tinyllava.interop.export_hf_llava import ExportError, export_hf_llava
 
-    spec = model_spec(connector={"name": "mlp", "depth": 1})
-    spec["vision_tower"]["final_norm"] = True
+    spec = model_spec(connector={"name": "mlp", "depth": 2, "position_embedding": "grid"})
+    spec["vision_tower"].update(final_norm=True, feature_layer=0)
     ckpt = make_checkpoint(tmp_path / "ckpt", spec)
     with pytest.raises(ExportError) as info:
         export_hf_llava(ckpt, tmp_path / "hf")
-    assert "connector 'mlp'" in str(info.value) and "vision_tower 'clip'" in str(info.value)
+    for needle in ("connector 'mlp'", "position_embedding 'grid'", "vision_tower 'clip'", "final_norm",
+                   "feature_layer 0"):
+        assert needle in str(info.value)
 
 
 def test_cli(tmp_path):

@@ -86,12 +86,15 @@ def hf_vision_part(component: Any, encoder: Any) -> HFLlavaPart:
     if expected != type(model).__name__:
         raise NotExportable(label, f"transformers' AutoModel builds {expected or 'nothing'} for model_type "
                                    f"{model_type!r}, not {type(model).__name__}")
+    problems = []
     if encoder.final_norm_path:
-        raise NotExportable(label, "final_norm: true applies the tower's final layer norm to the selected "
-                                   "features; LLaVA takes hidden states as they are (use final_norm: false)")
+        problems.append("final_norm: true applies the tower's final layer norm to the selected features; LLaVA "
+                        "takes hidden states as they are (use final_norm: false)")
     if encoder.feature_index < 1:
-        raise NotExportable(label, "feature_layer 0 selects the embeddings before any layer; LLaVA can only "
-                                   "select the output of a layer")
+        problems.append("feature_layer 0 selects the embeddings before any layer; LLaVA can only select the "
+                        "output of a layer")
+    if problems:
+        raise NotExportable(label, "; ".join(problems))
     drops_first = encoder.strategy == "patch" and (encoder.has_cls or encoder.drop_first_patch)
     vision_config = config.to_dict()
     kept = int(encoder.feature_index)
