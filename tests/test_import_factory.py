@@ -323,3 +323,26 @@ def test_unknown_layouts_and_connectors_are_refused(tmp_path: Path) -> None:
     (src2 / "adapter_config.json").write_text("{}")
     with pytest.raises(ImportError_, match="LoRA checkpoint"):
         import_checkpoint("tinyllava-factory", src2, tmp_path / "out5")
+
+
+def test_cli_import_and_its_errors(tmp_path: Path) -> None:
+    """`tinyllava import` as a user runs it: a summary on success, one clear line (no traceback) on a bad source."""
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "tinyllava"
+    src = Factory("llama", "clip").save_full(tmp_path / "src")
+    env = {**os.environ, "COLUMNS": "250"}
+    ok = subprocess.run([str(exe), "import", "--from", "tinyllava-factory", str(src), "--output", str(tmp_path / "o")],
+                        capture_output=True, text=True, timeout=300, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "imported tinyllava-factory" in ok.stdout and "chat_template llama" in ok.stdout
+    assert read_manifest(tmp_path / "o")["imported_from"]["path"] == str(src.resolve())
+    bad = subprocess.run([str(exe), "import", "--from", "hf-llava", str(src), "--output", str(tmp_path / "p")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert bad.returncode == 2
+    assert "use --from tinyllava-factory" in bad.stderr and "Traceback" not in bad.stderr + bad.stdout
+    again = subprocess.run([str(exe), "import", "--from", "tinyllava-factory", str(src), "--output",
+                            str(tmp_path / "o")], capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 2 and "already exists" in again.stderr

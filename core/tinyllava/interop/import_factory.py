@@ -14,6 +14,8 @@ default, recorded in the manifest's notes.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,18 @@ def _local_dir(value: Any) -> Path | None:
     return path if path.is_dir() else None
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 def load_tokenizer(src: Path, config: dict[str, Any], override: Path | None) -> tuple[Any, list[str]]:
     from transformers import AutoTokenizer
 
@@ -84,7 +98,8 @@ def load_tokenizer(src: Path, config: dict[str, Any], override: Path | None) -> 
                                               _local_dir(config.get("llm_model_name_or_path"))]
     for folder in candidates:
         if folder is not None and (Path(folder) / "tokenizer_config.json").is_file():
-            return AutoTokenizer.from_pretrained(str(folder)), []
+            with quiet_transformers():  # it reads config.json and warns that `tinyllava` is no transformers type
+                return AutoTokenizer.from_pretrained(str(folder)), []
     raise ImportError_(f"{src}: no tokenizer found (no tokenizer_config.json there, nor in the config's "
                        f"tokenizer/LLM paths); pass --tokenizer DIR with the LLM's tokenizer "
                        f"({config.get('tokenizer_name_or_path') or config.get('llm_model_name_or_path')!r})")
@@ -97,7 +112,8 @@ def load_image_processor(src: Path, config: dict[str, Any], vision_config: dict[
     candidates = [override] if override else [src, _local_dir(config.get("vision_model_name_or_path"))]
     for folder in candidates:
         if folder is not None and (Path(folder) / "preprocessor_config.json").is_file():
-            return AutoImageProcessor.from_pretrained(str(folder)), []
+            with quiet_transformers():
+                return AutoImageProcessor.from_pretrained(str(folder)), []
     if override:
         raise ImportError_(f"{override}: no preprocessor_config.json")
     processor = tower_cls.default_image_processor(vision_config)
