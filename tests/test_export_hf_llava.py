@@ -31,8 +31,13 @@ LLMS: dict[str, dict[str, Any]] = {
     "gemma": {"name": "gemma", "config": {"model_type": "gemma", **LAYERS, "head_dim": 16},
               "tokenizer_corpus": CORPUS},
     "stablelm": {"name": "stablelm", "config": {"model_type": "stablelm", **LAYERS}, "tokenizer_corpus": CORPUS},
+    # Phi-3's tokenizer prepends BOS, which the `phi` template has not: the export switches it off
+    "phi3": {"name": "phi", "config": {"model_type": "phi3", **LAYERS}, "tokenizer_corpus": CORPUS},
+    "gemma3_text": {"name": "gemma", "config": {"model_type": "gemma3_text", **LAYERS, "head_dim": 16},
+                    "tokenizer_corpus": CORPUS},
 }
-TEMPLATES = {"llama": "llama", "qwen2": "qwen2_base", "gemma": "gemma", "stablelm": "phi"}
+TEMPLATES = {"llama": "llama", "qwen2": "qwen2_base", "gemma": "gemma", "stablelm": "phi", "phi3": "phi",
+             "gemma3_text": "gemma"}
 TOWER_CONFIG = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 2,
                 "image_size": 32, "patch_size": 8}
 # means whose padding colour is the same under round() and int() (the CLIP mean case has its own test)
@@ -59,6 +64,8 @@ MATRIX = [
     ("qwen2", "siglip", -1, "drop_first_patch", "pad"),
     ("gemma", "clip", -2, "patch", "pad"),
     ("stablelm", "siglip", -2, "patch", "square"),
+    ("phi3", "clip", -1, "patch", "square"),
+    ("gemma3_text", "siglip", -1, "cls_patch", "pad"),
 ]
 MAX_DIFFS: dict[str, float] = {}
 

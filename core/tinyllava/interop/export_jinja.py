@@ -4,7 +4,8 @@ The Jinja must give, after `processor(text=...)` tokenises it, exactly the ids t
 `generation_prompt` gives (image tokens aside). So it reproduces the segments' text, moves `<image>` as
 `image_first` / `image_last` do, and decides the BOS from what the tokenizer does by itself: a tokenizer
 that prepends BOS on `tokenizer(text)` gets no BOS in the text (else it would be doubled), one that does not
-gets `{{ bos_token }}`. The exporter checks the equality on probe conversations before writing anything.
+gets `{{ bos_token }}`; one that prepends BOS to a template without it has that switched off. The exporter
+checks the equality on probe conversations before writing anything.
 
 Messages may be HF style (`content` a list of `{"type": "image"}` / `{"type": "text", "text": ...}`) or
 plain strings holding `<image>`; system messages are ignored (the templates have a fixed system prompt), and
@@ -51,13 +52,19 @@ def added_by_tokenizer(tokenizer: Any) -> tuple[list[int], list[int]]:
 
 
 def bos_expression(template: Any, tokenizer: Any, wants_bos: bool) -> str:
-    """`{{- bos_token -}}`, or nothing when the tokenizer adds it itself; NotExportable when they disagree."""
+    """`{{- bos_token -}}`, or nothing when the tokenizer adds it itself; NotExportable when they disagree.
+
+    A tokenizer that prepends BOS to a template without one (Phi-3's with the `phi` template) has it switched
+    off (`add_bos_token = False`, saved with the exported tokenizer): `tokenizer` is the export's own copy."""
     label = component_label(template)
     before, after = added_by_tokenizer(tokenizer)
     bos = tokenizer.bos_token_id
     if after:
         raise NotExportable(label, f"the tokenizer appends {after} to every text; the processor would put them "
                                    "after the prompt, where the model never saw them")
+    if before == [bos] and not wants_bos and hasattr(tokenizer, "add_bos_token"):
+        tokenizer.add_bos_token = False  # the export's own copy: its processor must not add a BOS ours never had
+        before, after = added_by_tokenizer(tokenizer)
     if before and (before != [bos] or not wants_bos):
         raise NotExportable(label, f"the tokenizer prepends {before} to every text, which this template does not "
                                    "start with; the exported processor would feed them to the model")
