@@ -185,17 +185,19 @@ def test_export_matches_ours(tmp_path, llm, tower, layer, strategy, preprocess):
     print(f"\nmax |logit difference| {llm}/{tower}/layer {layer}/{strategy}/{preprocess}: {worst:.3g}")
 
 
-def test_pretrain_template_and_qwen_instruct_template(tmp_path):
-    """The stage-1 caption template (BOS + image) and the instruct template of Qwen export too."""
+@pytest.mark.parametrize(("llm", "template"), [("llama", {"name": "pretrain"}), ("qwen2", {"name": "qwen2_instruct"}),
+                                              ("llama", {"name": "llama", "image_placement": "last"})],
+                         ids=["pretrain", "qwen2_instruct", "image-last"])
+def test_other_templates(tmp_path, llm, template):
+    """The stage-1 caption template (BOS + image), Qwen's instruct template, the image after the question."""
     from tinyllava.interop.export_hf_llava import export_hf_llava
 
-    for name, llm in (("pretrain", "llama"), ("qwen2_instruct", "qwen2")):
-        spec = model_spec(llm, "clip")
-        spec["chat_template"] = {"name": name}
-        ckpt = make_checkpoint(tmp_path / f"{name}-ckpt", spec)
-        out = export_hf_llava(ckpt, tmp_path / f"{name}-hf")
-        conversations = CONVERSATIONS[:1] if name == "pretrain" else CONVERSATIONS
-        print(f"\nmax |logit difference| {name}: {compare(ckpt, out, conversations):.3g}")
+    spec = model_spec(llm, "clip")
+    spec["chat_template"] = template
+    ckpt = make_checkpoint(tmp_path / "ckpt", spec)
+    out = export_hf_llava(ckpt, tmp_path / "hf")
+    conversations = CONVERSATIONS[:1] if template["name"] == "pretrain" else CONVERSATIONS
+    print(f"\nmax |logit difference| {template}: {compare(ckpt, out, conversations):.3g}")
 
 
 def test_chat_template_accepts_plain_string_content_and_skips_system_messages(tmp_path):
