@@ -18,7 +18,7 @@ from tinyllava.checkpoint.load import load_checkpoint, read_manifest
 from tinyllava.constants import IMAGE_TOKEN_INDEX
 from tinyllava.data.images import preprocess_image
 from tinyllava.interop.import_checkpoint import import_checkpoint
-from tinyllava.interop.import_common import ImportError_
+from tinyllava.interop.import_common import ImportFailed
 
 SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
           "The assistant gives helpful, detailed, and polite answers to the user's questions.")
@@ -298,7 +298,7 @@ def test_pickle_with_a_non_tensor_object_is_refused(tmp_path: Path) -> None:
     factory = Factory("llama", "clip")
     src = factory.save_components(tmp_path / "src")
     torch.save({"_connector.0.weight": Evil()}, src / "connector" / "pytorch_model.bin")
-    with pytest.raises(ImportError_, match="refused to read this pickle"):
+    with pytest.raises(ImportFailed, match="refused to read this pickle"):
         import_checkpoint("tinyllava-factory", src, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -307,21 +307,21 @@ def test_unknown_layouts_and_connectors_are_refused(tmp_path: Path) -> None:
     factory = Factory("llama", "clip")
     src = factory.save_full(tmp_path / "src")
     (src / "model.safetensors").rename(src / "weights.ckpt")
-    with pytest.raises(ImportError_, match="unknown TinyLLaVA Factory layout"):
+    with pytest.raises(ImportFailed, match="unknown TinyLLaVA Factory layout"):
         import_checkpoint("tinyllava-factory", src, tmp_path / "out")
-    with pytest.raises(ImportError_, match="is not a folder"):
+    with pytest.raises(ImportFailed, match="is not a folder"):
         import_checkpoint("tinyllava-factory", tmp_path / "nowhere", tmp_path / "out2")
     src2 = factory.save_full(tmp_path / "src2")
     config = json.loads((src2 / "config.json").read_text())
     (src2 / "config.json").write_text(json.dumps({**config, "connector_type": "resampler"}))
-    with pytest.raises(ImportError_, match="connector_type 'resampler' cannot be imported"):
+    with pytest.raises(ImportFailed, match="connector_type 'resampler' cannot be imported"):
         import_checkpoint("tinyllava-factory", src2, tmp_path / "out3")
     (src2 / "config.json").write_text(json.dumps({**config, "text_config": {**config["text_config"],
                                                                               "model_type": "openelm"}}))
-    with pytest.raises(ImportError_, match="no installed llm plugin adopts LLM model_type 'openelm'"):
+    with pytest.raises(ImportFailed, match="no installed llm plugin adopts LLM model_type 'openelm'"):
         import_checkpoint("tinyllava-factory", src2, tmp_path / "out4")
     (src2 / "adapter_config.json").write_text("{}")
-    with pytest.raises(ImportError_, match="LoRA checkpoint"):
+    with pytest.raises(ImportFailed, match="LoRA checkpoint"):
         import_checkpoint("tinyllava-factory", src2, tmp_path / "out5")
 
 
@@ -346,3 +346,19 @@ def test_cli_import_and_its_errors(tmp_path: Path) -> None:
     again = subprocess.run([str(exe), "import", "--from", "tinyllava-factory", str(src), "--output",
                             str(tmp_path / "o")], capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+@pytest.mark.parametrize(("template", "eos"), [("llama", "</s>"), ("qwen2_base", "<|endoftext|>"),
+                                               ("qwen2_instruct", "<|im_end|>"), ("gemma", "<eos>"),
+                                               ("phi", "<|endoftext|>")])
+def test_templates_render_the_originals_training_text(template: str, eos: str) -> None:
+    """The template an import picks writes what the original trained on: system once, image first, no space
+    after an answer's end token, no trailing space after the last `ASSISTANT:`."""
+    from tinyllava.plugins.registry import get_registry
+
+    tmpl = get_registry().create("chat_template", template, {})
+    conversation = [{"from": "human", "value": "What is it? <image>"}, {"from": "gpt", "value": "A circle."},
+                    {"from": "human", "value": "Colour?"}, {"from": "gpt", "value": "Red."}]
+    assert tmpl.render(conversation) == (f"{SYSTEM} USER: <image>\nWhat is it? ASSISTANT: A circle.{eos}"
+                                         f"USER: Colour? ASSISTANT: Red.{eos}")
+    assert tmpl.render(conversation[:3], add_generation_prompt=True).endswith(f"{eos}USER: Colour? ASSISTANT:")

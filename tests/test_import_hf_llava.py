@@ -17,7 +17,7 @@ from tinyllava.checkpoint.load import load_checkpoint, read_manifest
 from tinyllava.constants import IMAGE_TOKEN_INDEX
 from tinyllava.data.images import preprocess_image
 from tinyllava.interop.import_checkpoint import import_checkpoint
-from tinyllava.interop.import_common import ImportError_
+from tinyllava.interop.import_common import ImportFailed
 
 QUESTION = "What shape is the red object?"
 CORPUS = ["USER: ", " ASSISTANT: ", QUESTION, "red circle square blue", "A chat between a curious user"]
@@ -189,7 +189,7 @@ def test_unsupported_configs_are_refused(tmp_path: Path, change: dict[str, Any],
     src = Llava("llama", "clip").save(tmp_path / "src", "t5")
     config = json.loads((src / "config.json").read_text())
     (src / "config.json").write_text(json.dumps({**config, **change}))
-    with pytest.raises(ImportError_, match=message):
+    with pytest.raises(ImportFailed, match=message):
         import_checkpoint("hf-llava", src, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -200,5 +200,5 @@ def test_stray_weights_are_refused(tmp_path: Path) -> None:
     src = Llava("llama", "clip").save(tmp_path / "src", "t5")
     state = load_file(str(src / "model.safetensors"))
     save_file({**state, "model.image_newline": torch.zeros(32)}, str(src / "model.safetensors"))
-    with pytest.raises(ImportError_, match="weights outside the LLaVA layout"):
+    with pytest.raises(ImportFailed, match="weights outside the LLaVA layout"):
         import_checkpoint("hf-llava", src, tmp_path / "out")

@@ -11,13 +11,13 @@ from tinyllava_cli.commands.common import console, fail
 def import_model(source_format: str, src: Path, output: Path, tokenizer: Path | None, image_processor: Path | None,
                  chat_template: str | None) -> int:
     from tinyllava.interop.import_checkpoint import import_checkpoint
-    from tinyllava.interop.import_common import ImportError_
+    from tinyllava.interop.import_common import ImportFailed
 
     start = time.perf_counter()
     try:
         out = import_checkpoint(source_format, src, output, tokenizer=tokenizer, image_processor=image_processor,
                                 chat_template=chat_template)
-    except (ImportError_, LookupError) as exc:
+    except (ImportFailed, LookupError) as exc:
         return fail(str(exc).strip("'\""))
     from tinyllava.checkpoint.load import read_manifest
 

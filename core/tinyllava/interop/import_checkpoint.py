@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tinyllava.interop.import_common import ImportError_
+from tinyllava.interop.import_common import ImportFailed
 
 FORMATS = ("tinyllava-factory", "hf-llava")
 
@@ -28,7 +28,7 @@ def import_checkpoint(
     template = {"name": chat_template, "options": {}} if chat_template else None
     output = Path(output)
     if output.exists() and any(output.iterdir()):
-        raise ImportError_(f"{output} already exists and is not empty; choose another --output or remove it")
+        raise ImportFailed(f"{output} already exists and is not empty; choose another --output or remove it")
     if source_format == "tinyllava-factory":
         from tinyllava.interop.import_factory import read_factory
 
@@ -38,9 +38,9 @@ def import_checkpoint(
         from tinyllava.interop.import_hf_llava import read_hf_llava
 
         if tokenizer or image_processor:
-            raise ImportError_("--tokenizer and --image-processor apply to --from tinyllava-factory; an HF LLaVA "
+            raise ImportFailed("--tokenizer and --image-processor apply to --from tinyllava-factory; an HF LLaVA "
                                "checkpoint carries its own")
         plan = read_hf_llava(Path(src), chat_template=template, registry=registry)
     else:
-        raise ImportError_(f"unknown source format {source_format!r}; use one of {', '.join(FORMATS)}")
+        raise ImportFailed(f"unknown source format {source_format!r}; use one of {', '.join(FORMATS)}")
     return write_checkpoint(plan, output, registry=registry)

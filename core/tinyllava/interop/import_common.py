@@ -24,7 +24,7 @@ SAFE_SUFFIXES = (".safetensors",)
 IGNORED_KEY_SUFFIXES = ("position_ids", "rotary_emb.inv_freq")
 
 
-class ImportError_(ValueError):
+class ImportFailed(ValueError):
     """The source cannot be imported; the message says what is wrong, where, and how to fix it."""
 
 
@@ -61,13 +61,13 @@ def read_weights(file: Path) -> dict[str, Any]:
 
         return dict(load_file(str(file)))
     if not file.name.endswith(PICKLE_SUFFIXES):
-        raise ImportError_(f"{file}: unknown weights format; tinyllava reads .safetensors, or .bin/.pth pickles "
+        raise ImportFailed(f"{file}: unknown weights format; tinyllava reads .safetensors, or .bin/.pth pickles "
                            f"holding only tensors")
     try:
         state = torch.load(str(file), map_location="cpu", weights_only=True)
     except Exception as exc:  # the unpickler refuses anything but tensors and plain containers
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ImportError_(
+        raise ImportFailed(
             f"{file}: refused to read this pickle: it holds something other than tensors ({reason}). Only "
             f"weights-only pickles are read (torch.load(weights_only=True)); convert it to safetensors with "
             f"code you trust"
@@ -75,7 +75,7 @@ def read_weights(file: Path) -> dict[str, Any]:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ImportError_(f"{file}: expected a mapping of parameter names to tensors, found "
+        raise ImportFailed(f"{file}: expected a mapping of parameter names to tensors, found "
                            f"{type(state).__name__} with non-tensor values")
     return {str(k): v for k, v in state.items()}
 
@@ -109,9 +109,9 @@ def read_json(file: Path) -> dict[str, Any]:
     try:
         return json.loads(Path(file).read_text())
     except FileNotFoundError:
-        raise ImportError_(f"{file} is missing") from None
+        raise ImportFailed(f"{file} is missing") from None
     except json.JSONDecodeError as exc:
-        raise ImportError_(f"{file} is not valid JSON: {exc}") from None
+        raise ImportFailed(f"{file} is not valid JSON: {exc}") from None
 
 
 # -- choosing plugins -----------------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def _pick(registry: Any, kind: str, test: Any, what: str, hint: str) -> Any:
         if test(cls):
             matches.append((name, cls))
     if not matches:
-        raise ImportError_(f"no installed {kind} plugin adopts {what}; {hint}")
+        raise ImportFailed(f"no installed {kind} plugin adopts {what}; {hint}")
     return matches[0]
 
 
@@ -182,7 +182,7 @@ def fit_state(state: dict[str, Any], module: Any, where: str, *, droppable: Any 
         else:
             unknown.append(key)
     if unknown:
-        raise ImportError_(f"{where}: {len(unknown)} weight(s) have no place in the {type(module).__name__} built "
+        raise ImportFailed(f"{where}: {len(unknown)} weight(s) have no place in the {type(module).__name__} built "
                            f"from the config, e.g. {sorted(unknown)[:4]}; the weights and config.json disagree")
     return fitted, dropped
 
@@ -209,7 +209,7 @@ def _layers_path(encoder: Any) -> str:
             return path
         except AttributeError:
             continue
-    raise ImportError_(f"the vision encoder {type(encoder.model).__name__} has no encoder.layers")
+    raise ImportFailed(f"the vision encoder {type(encoder.model).__name__} has no encoder.layers")
 
 
 def file_hash(files: list[Path]) -> str:
@@ -252,7 +252,7 @@ def write_checkpoint(plan: ImportPlan, output: Path, registry: Any = None) -> Pa
     if template is None:
         name = type(llm).factory_chat_template(plan.text_config, plan.tokenizer)
         if name is None:
-            raise ImportError_(f"{where}: no chat template is known for llm {llm.name!r}; pass --chat-template NAME")
+            raise ImportFailed(f"{where}: no chat template is known for llm {llm.name!r}; pass --chat-template NAME")
         template = {"name": name, "options": {}}
     registry.create("chat_template", template["name"], template.get("options") or {})  # validate the choice
 
@@ -264,7 +264,7 @@ def write_checkpoint(plan: ImportPlan, output: Path, registry: Any = None) -> Pa
                              encoder=encoder, image_processor=plan.image_processor,
                              image_preprocess=plan.image_preprocess, max_length=plan.max_length)
     except (ValueError, KeyError, TypeError) as exc:
-        raise ImportError_(f"{where}: the configs do not build a model: {exc}") from None
+        raise ImportFailed(f"{where}: the configs do not build a model: {exc}") from None
     model = assembled.model
     llm_state, _ = fit_state(plan.llm_state, model.language_model, f"{where} (language model)")
     tower_state, dropped = fit_state(plan.tower_state, model.vision_tower.model, f"{where} (vision tower)",
@@ -290,7 +290,7 @@ def write_checkpoint(plan: ImportPlan, output: Path, registry: Any = None) -> Pa
         return save_checkpoint(Path(output), model, tokenizer, plan.image_processor, chat_template=template,
                                registry=registry, stage="import", extra_manifest={"imported_from": provenance})
     except CheckpointError as exc:
-        raise ImportError_(str(exc)) from None
+        raise ImportFailed(str(exc)) from None
 
 
 def _load_exact(model: Any, state: dict[str, Any], where: str) -> None:
@@ -301,12 +301,12 @@ def _load_exact(model: Any, state: dict[str, Any], where: str) -> None:
     for key, value in state.items():
         target = ours.get(key)
         if target is not None and tuple(target.shape) != tuple(value.shape):
-            raise ImportError_(f"{where}: weight {key} has shape {tuple(value.shape)} but the config builds "
+            raise ImportFailed(f"{where}: weight {key} has shape {tuple(value.shape)} but the config builds "
                                f"{tuple(target.shape)}")
     aliases = _alias_groups(model)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not any(a in state for a in aliases.get(k, [k]))
                and not k.endswith(IGNORED_KEY_SUFFIXES)]
     if missing or unexpected:
-        raise ImportError_(f"{where}: the weights do not cover the model: missing {sorted(missing)[:5]}, "
+        raise ImportFailed(f"{where}: the weights do not cover the model: missing {sorted(missing)[:5]}, "
                            f"unexpected {sorted(unexpected)[:5]}")

@@ -21,7 +21,7 @@ from typing import Any
 
 from tinyllava.components.connector import ForeignProjector
 from tinyllava.interop.import_common import (
-    ImportError_,
+    ImportFailed,
     ImportPlan,
     find_weights,
     read_all,
@@ -44,15 +44,15 @@ def factory_projector(connector_type: str | None, where: str) -> ForeignProjecto
         return ForeignProjector("mlp", depth=int(match.group(1)), act="gelu", bias=True)
     if kind in ("linear", "identity"):
         return ForeignProjector(kind)
-    raise ImportError_(f"{where}: connector_type {kind!r} cannot be imported; supported: mlpNx_gelu, linear, "
+    raise ImportFailed(f"{where}: connector_type {kind!r} cannot be imported; supported: mlpNx_gelu, linear, "
                        f"identity (the original's qformer, resampler and mof_mlp weights have no importer yet)")
 
 
 def detect_layout(src: Path) -> str:
     if not (src / "config.json").is_file():
-        raise ImportError_(f"{src} is not a TinyLLaVA Factory checkpoint: config.json is missing")
+        raise ImportFailed(f"{src} is not a TinyLLaVA Factory checkpoint: config.json is missing")
     if (src / "adapter_config.json").is_file():
-        raise ImportError_(f"{src} is a TinyLLaVA Factory LoRA checkpoint (adapter_config.json); merge the adapters "
+        raise ImportFailed(f"{src} is a TinyLLaVA Factory LoRA checkpoint (adapter_config.json); merge the adapters "
                            f"into the model with the original first (its load_pretrained_model merges them), save "
                            f"it with save_pretrained, and import that")
     if find_weights(src) is not None:
@@ -60,7 +60,7 @@ def detect_layout(src: Path) -> str:
     if all((src / d).is_dir() for d in COMPONENT_DIRS):
         return "components"
     present = sorted(p.name for p in src.iterdir())
-    raise ImportError_(f"{src}: unknown TinyLLaVA Factory layout: expected model.safetensors / pytorch_model.bin "
+    raise ImportFailed(f"{src}: unknown TinyLLaVA Factory layout: expected model.safetensors / pytorch_model.bin "
                        f"(finetune layout) or the folders {', '.join(COMPONENT_DIRS)} (pretrain layout); found "
                        f"{present[:10]}")
 
@@ -68,7 +68,7 @@ def detect_layout(src: Path) -> str:
 def _component_weights(src: Path, name: str) -> tuple[dict[str, Any], list[Path]]:
     files = find_weights(src / name)
     if files is None:
-        raise ImportError_(f"{src / name}: no pytorch_model.bin or model.safetensors in the component folder")
+        raise ImportFailed(f"{src / name}: no pytorch_model.bin or model.safetensors in the component folder")
     return read_all(files), files
 
 
@@ -100,7 +100,7 @@ def load_tokenizer(src: Path, config: dict[str, Any], override: Path | None) -> 
         if folder is not None and (Path(folder) / "tokenizer_config.json").is_file():
             with quiet_transformers():  # it reads config.json and warns that `tinyllava` is no transformers type
                 return AutoTokenizer.from_pretrained(str(folder)), []
-    raise ImportError_(f"{src}: no tokenizer found (no tokenizer_config.json there, nor in the config's "
+    raise ImportFailed(f"{src}: no tokenizer found (no tokenizer_config.json there, nor in the config's "
                        f"tokenizer/LLM paths); pass --tokenizer DIR with the LLM's tokenizer "
                        f"({config.get('tokenizer_name_or_path') or config.get('llm_model_name_or_path')!r})")
 
@@ -115,7 +115,7 @@ def load_image_processor(src: Path, config: dict[str, Any], vision_config: dict[
             with quiet_transformers():
                 return AutoImageProcessor.from_pretrained(str(folder)), []
     if override:
-        raise ImportError_(f"{override}: no preprocessor_config.json")
+        raise ImportFailed(f"{override}: no preprocessor_config.json")
     processor = tower_cls.default_image_processor(vision_config)
     note = (f"no image processor in the source: used the {vision_config.get('model_type')} default "
             f"({type(processor).__name__}); pass --image-processor DIR for "
@@ -131,27 +131,27 @@ def read_factory(src: Path, *, tokenizer: Path | None = None, image_processor: P
     registry = registry or get_registry()
     src = Path(src)
     if not src.is_dir():
-        raise ImportError_(f"{src} is not a folder; give the TinyLLaVA Factory output directory")
+        raise ImportFailed(f"{src} is not a folder; give the TinyLLaVA Factory output directory")
     layout = detect_layout(src)
     config = read_json(src / "config.json")
     where = str(src)
     if config.get("model_type") != "tinyllava":
-        raise ImportError_(f"{src}/config.json has model_type {config.get('model_type')!r}, not 'tinyllava'; "
+        raise ImportFailed(f"{src}/config.json has model_type {config.get('model_type')!r}, not 'tinyllava'; "
                            f"for a LlavaForConditionalGeneration checkpoint use --from hf-llava")
     vision_path = str(config.get("vision_model_name_or_path") or "")
     if vision_path.startswith("mof:") or config.get("vision_model_name_or_path2"):
-        raise ImportError_(f"{where}: MoF vision towers (CLIP + DINOv2) cannot be imported yet")
+        raise ImportFailed(f"{where}: MoF vision towers (CLIP + DINOv2) cannot be imported yet")
     text_config = dict(config.get("text_config") or {})
     vision_config = {k: v for k, v in (config.get("vision_config") or {}).items() if k not in CONFIG_ONLY_KEYS}
     if "model_type" not in text_config or "model_type" not in vision_config:
-        raise ImportError_(f"{src}/config.json: text_config and vision_config must be saved dicts with a model_type")
+        raise ImportFailed(f"{src}/config.json: text_config and vision_config must be saved dicts with a model_type")
     strategy = config.get("vision_feature_select_strategy", "patch")
     if strategy not in STRATEGIES:
-        raise ImportError_(f"{where}: vision_feature_select_strategy {strategy!r} is unknown; the original knows "
+        raise ImportFailed(f"{where}: vision_feature_select_strategy {strategy!r} is unknown; the original knows "
                            f"patch and cls_patch")
     aspect = config.get("image_aspect_ratio", "square")
     if aspect not in ("square", "pad"):
-        raise ImportError_(f"{where}: image_aspect_ratio {aspect!r} cannot be imported (square and pad can; the "
+        raise ImportFailed(f"{where}: image_aspect_ratio {aspect!r} cannot be imported (square and pad can; the "
                            f"original's anyres never worked end to end)")
     projector = factory_projector(config.get("connector_type"), where)
 
@@ -164,7 +164,7 @@ def read_factory(src: Path, *, tokenizer: Path | None = None, image_processor: P
         leftover = [k for k in state if not k.startswith(("language_model.", "vision_tower._vision_tower.",
                                                           "connector._connector."))]
         if leftover:
-            raise ImportError_(f"{where}: unexpected weights outside language_model / vision_tower._vision_tower / "
+            raise ImportFailed(f"{where}: unexpected weights outside language_model / vision_tower._vision_tower / "
                                f"connector._connector, e.g. {leftover[:4]}")
     else:
         llm_state, llm_files = _component_weights(src, "language_model")
@@ -172,12 +172,12 @@ def read_factory(src: Path, *, tokenizer: Path | None = None, image_processor: P
         raw_conn, conn_files = _component_weights(src, "connector")
         conn_state = split_prefix(raw_conn, "_connector.")
         if len(conn_state) != len(raw_conn):
-            raise ImportError_(f"{src}/connector: expected keys starting with _connector., found "
+            raise ImportFailed(f"{src}/connector: expected keys starting with _connector., found "
                                f"{sorted(raw_conn)[:4]}")
         files = [*llm_files, *tower_files, *conn_files]
     for name, part in (("language model", llm_state), ("vision tower", tower_state)):
         if not part:
-            raise ImportError_(f"{where}: the checkpoint holds no {name} weights")
+            raise ImportFailed(f"{where}: the checkpoint holds no {name} weights")
 
     _, tower_cls = pick_tower(registry, str(vision_config["model_type"]))
     tok, tok_notes = load_tokenizer(src, config, tokenizer)

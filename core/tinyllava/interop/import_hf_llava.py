@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyllava.components.connector import ForeignProjector
-from tinyllava.interop.import_common import ImportError_, ImportPlan, find_weights, read_all, read_json
+from tinyllava.interop.import_common import ImportFailed, ImportPlan, find_weights, read_all, read_json
 
 FORMAT = "hf-llava"
 SIDECAR_KEY = "tinyllava_export"  # what export_hf_llava records in config.json
@@ -47,13 +47,13 @@ def split_llava_state(state: dict[str, Any], where: str) -> dict[str, dict[str, 
         else:
             unknown.append(key)
     if unknown:
-        raise ImportError_(f"{where}: weights outside the LLaVA layout (language model, vision tower, "
+        raise ImportFailed(f"{where}: weights outside the LLaVA layout (language model, vision tower, "
                            f"multi_modal_projector), e.g. {sorted(unknown)[:4]}")
     connector: dict[str, Any] = {}
     for key, value in parts["connector"].items():
         head = next((p for p in PROJECTOR_KEYS if key.startswith(p)), None)
         if head is None:
-            raise ImportError_(f"{where}: unexpected projector weight multi_modal_projector.{key}; LLaVA's projector "
+            raise ImportFailed(f"{where}: unexpected projector weight multi_modal_projector.{key}; LLaVA's projector "
                                f"has linear_1 and linear_2")
         connector[PROJECTOR_KEYS[head] + key[len(head):]] = value
     parts["connector"] = connector
@@ -65,19 +65,19 @@ def check_config(config: dict[str, Any], where: str) -> None:
     if model_type != "llava":
         hint = (" (a TinyLLaVA Factory checkpoint: use --from tinyllava-factory)" if model_type == "tinyllava"
                 else "; only LlavaForConditionalGeneration (model_type 'llava') checkpoints can be imported")
-        raise ImportError_(f"{where}: config.json has model_type {model_type!r}{hint}")
+        raise ImportFailed(f"{where}: config.json has model_type {model_type!r}{hint}")
     layer = config.get("vision_feature_layer", -2)
     if not isinstance(layer, int):
-        raise ImportError_(f"{where}: vision_feature_layer {layer!r} selects several layers; tinyllava towers select "
+        raise ImportFailed(f"{where}: vision_feature_layer {layer!r} selects several layers; tinyllava towers select "
                            f"one hidden state, so only an integer vision_feature_layer can be imported")
     strategy = config.get("vision_feature_select_strategy", "default")
     if strategy not in STRATEGIES:
-        raise ImportError_(f"{where}: vision_feature_select_strategy {strategy!r} is unknown (default, full)")
+        raise ImportFailed(f"{where}: vision_feature_select_strategy {strategy!r} is unknown (default, full)")
     act = config.get("projector_hidden_act", "gelu")
     if act != "gelu":
-        raise ImportError_(f"{where}: projector_hidden_act {act!r} cannot be imported; the mlp connector uses gelu")
+        raise ImportFailed(f"{where}: projector_hidden_act {act!r} cannot be imported; the mlp connector uses gelu")
     if not isinstance(config.get("text_config"), dict) or "model_type" not in config["text_config"]:
-        raise ImportError_(f"{where}: config.json needs a text_config with a model_type")
+        raise ImportFailed(f"{where}: config.json needs a text_config with a model_type")
 
 
 def undo_export(sidecar: dict[str, Any], parts: dict[str, dict[str, Any]], text_config: dict[str, Any],
@@ -91,7 +91,7 @@ def undo_export(sidecar: dict[str, Any], parts: dict[str, dict[str, Any]], text_
             if key in parts["llm"]:
                 weight = parts["llm"][key]
                 if weight.shape[0] != vocab + rows:
-                    raise ImportError_(f"{where}: {key} has {weight.shape[0]} rows; the export record says "
+                    raise ImportFailed(f"{where}: {key} has {weight.shape[0]} rows; the export record says "
                                        f"{vocab} + {rows} appended")
                 parts["llm"][key] = weight[:vocab].clone()
         text_config["vocab_size"] = vocab
@@ -100,7 +100,7 @@ def undo_export(sidecar: dict[str, Any], parts: dict[str, dict[str, Any]], text_
     options = sidecar["components"]["vision_tower"].get("options") or {}
     layer = int(options.get("feature_layer", -2))
     if config.get("vision_feature_layer", -1) != -1:
-        raise ImportError_(f"{where}: the export record expects vision_feature_layer -1, the config says "
+        raise ImportFailed(f"{where}: the export record expects vision_feature_layer -1, the config says "
                            f"{config.get('vision_feature_layer')}")
     if layer < 0 and "num_hidden_layers" in vision_config:  # total + 1 + layer == exported layers
         vision_config["num_hidden_layers"] = int(vision_config["num_hidden_layers"]) - 1 - layer
@@ -150,22 +150,22 @@ def read_hf_llava(src: Path, *, chat_template: dict[str, Any] | None = None, reg
     src = Path(src)
     where = str(src)
     if not (src / "config.json").is_file():
-        raise ImportError_(f"{src} is not a transformers checkpoint folder: config.json is missing")
+        raise ImportFailed(f"{src} is not a transformers checkpoint folder: config.json is missing")
     config = read_json(src / "config.json")
     check_config(config, where)
     files = find_weights(src)
     if files is None:
-        raise ImportError_(f"{src}: no model.safetensors or pytorch_model.bin (or their shard index)")
+        raise ImportFailed(f"{src}: no model.safetensors or pytorch_model.bin (or their shard index)")
     parts = split_llava_state(read_all(files), where)
     if not parts["llm"] or not parts["tower"] or not parts["connector"]:
         empty = [name for name, part in parts.items() if not part]
-        raise ImportError_(f"{where}: the weights hold nothing for {', '.join(empty)}")
+        raise ImportFailed(f"{where}: the weights hold nothing for {', '.join(empty)}")
     vision_config = dict(config.get("vision_config") or {"model_type": "clip_vision_model"})
     vision_config.setdefault("model_type", "clip_vision_model")
     if not (src / "tokenizer_config.json").is_file():
-        raise ImportError_(f"{src}: tokenizer files are missing (tokenizer_config.json)")
+        raise ImportFailed(f"{src}: tokenizer files are missing (tokenizer_config.json)")
     if not any((src / name).is_file() for name in ("preprocessor_config.json", "processor_config.json")):
-        raise ImportError_(f"{src}: the image processor is missing (preprocessor_config.json or "
+        raise ImportFailed(f"{src}: the image processor is missing (preprocessor_config.json or "
                            f"processor_config.json)")
     tokenizer = AutoTokenizer.from_pretrained(str(src))
     processor = AutoImageProcessor.from_pretrained(str(src))
