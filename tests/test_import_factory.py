@@ -38,6 +38,9 @@ FAMILIES: dict[str, dict[str, Any]] = {
                   bos="<bos>", eos="<eos>", unk="<unk>", pad="<pad>", add_bos=True, stop="<eos>"),
     "phi": dict(cfg="PhiConfig", cls="PhiForCausalLM", special=("<|endoftext|>",), bos="<|endoftext|>",
                 eos="<|endoftext|>", unk="<|endoftext|>", pad=None, add_bos=False, stop="<|endoftext|>"),
+    "stablelm": dict(cfg="StableLmConfig", cls="StableLmForCausalLM",
+                     special=("<|endoftext|>", "<|im_start|>", "<|im_end|>"), bos="<|endoftext|>",
+                     eos="<|endoftext|>", unk=None, pad="<|endoftext|>", add_bos=False, stop="<|endoftext|>"),
 }
 TOWERS = {"clip": ("CLIPVisionConfig", "CLIPVisionModel"), "siglip": ("SiglipVisionConfig", "SiglipVisionModel")}
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -106,7 +109,8 @@ class Factory:
         layers: list[nn.Module] = [nn.Linear(vh, h)]
         for _ in range(depth - 1):
             layers += [nn.GELU(), nn.Linear(h, h)]
-        self.connector = nn.Sequential(*layers).eval()
+        # the original's `linear` connector is a bare nn.Linear (keys _connector.weight / _connector.bias)
+        self.connector = (nn.Sequential(*layers) if depth else nn.Linear(vh, h)).eval()
         self.connector_type = f"mlp{depth}x_gelu" if depth else "linear"
         self.layer, self.strategy, self.aspect = layer, strategy, aspect
         self.processor = hub_processor(tower)
@@ -236,9 +240,10 @@ MATRIX = [
     ("qwen2_instruct", "clip", "full", 1, -1, "patch", "square", False),
     ("gemma", "siglip", "full", 2, -1, "cls_patch", "square", True),
     ("phi", "clip", "components", 2, -2, "patch", "square", False),
+    ("stablelm", "siglip", "components", 0, -2, "cls_patch", "square", False),
 ]
 TEMPLATE = {"llama": "llama", "qwen2": "qwen2_base", "qwen2_instruct": "qwen2_instruct", "gemma": "gemma",
-            "phi": "phi"}
+            "phi": "phi", "stablelm": "phi"}
 
 
 @pytest.mark.parametrize(("family", "tower", "layout", "depth", "layer", "strategy", "aspect", "tie"), MATRIX,
@@ -256,7 +261,9 @@ def test_factory_import_matches_the_original(tmp_path: Path, family: str, tower:
     manifest = read_manifest(out)
     comps = manifest["components"]
     assert comps["chat_template"]["name"] == TEMPLATE[family]
-    assert comps["connector"] == {"name": "mlp", "options": {"depth": depth, "position_embedding": "none"}}
+    connector = {"name": "mlp", "options": {"depth": depth, "position_embedding": "none"}} if depth else \
+        {"name": "linear", "options": {"bias": True}}
+    assert comps["connector"] == connector
     assert comps["vision_tower"]["name"] == tower
     assert comps["vision_tower"]["options"]["feature_layer"] == layer
     assert manifest["image_preprocess"] == aspect
@@ -284,6 +291,32 @@ def test_pickled_full_layout_and_default_image_processor(tmp_path: Path) -> None
     out = import_checkpoint("tinyllava-factory", src, tmp_path / "out")
     notes = read_manifest(out)["imported_from"]["notes"]
     assert any("no image processor in the source" in n for n in notes)
+    image = sample_image()
+    ids, logits, _ = ours(out, QUESTION, image, factory.tokenizer.eos_token_id)
+    assert (logits - factory.logits(ids, image)).abs().max().item() <= 1e-5
+
+
+def test_sharded_weights_and_tokenizer_option(tmp_path: Path) -> None:
+    """A full layout in two safetensors shards with an index, and no tokenizer beside it (--tokenizer)."""
+    from safetensors.torch import load_file, save_file
+
+    factory = Factory("qwen2", "clip")
+    src = factory.save_full(tmp_path / "src")
+    state = load_file(str(src / "model.safetensors"))
+    (src / "model.safetensors").unlink()
+    keys = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    for name, part in shards.items():
+        save_file({k: state[k] for k in part}, str(src / name))
+    index = {"metadata": {}, "weight_map": {k: name for name, part in shards.items() for k in part}}
+    (src / "model.safetensors.index.json").write_text(json.dumps(index))
+    factory.tokenizer.save_pretrained(tmp_path / "tok")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (src / name).unlink()
+    with pytest.raises(ImportFailed, match="pass --tokenizer DIR"):
+        import_checkpoint("tinyllava-factory", src, tmp_path / "out")
+    out = import_checkpoint("tinyllava-factory", src, tmp_path / "out2", tokenizer=tmp_path / "tok")
+    assert len(read_manifest(out)["imported_from"]["files"]) == 3  # config.json and both shards
     image = sample_image()
     ids, logits, _ = ours(out, QUESTION, image, factory.tokenizer.eos_token_id)
     assert (logits - factory.logits(ids, image)).abs().max().item() <= 1e-5
