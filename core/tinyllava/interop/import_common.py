@@ -115,30 +115,38 @@ def read_json(file: Path) -> dict[str, Any]:
 
 
 # -- choosing plugins -----------------------------------------------------------------------------------
-def _pick(registry: Any, kind: str, test: Any, what: str, hint: str) -> Any:
-    matches = []
+def _classes(registry: Any, kind: str) -> list[tuple[str, Any]]:
+    out = []
     for name in registry.names(kind):
         try:
-            cls = registry.component_class(kind, name)
+            out.append((name, registry.component_class(kind, name)))
         except Exception:  # a plugin that fails to load cannot adopt anything
             continue
-        if test(cls):
-            matches.append((name, cls))
+    return out
+
+
+def _pick(registry: Any, kind: str, test: Any, what: str, hint: str) -> Any:
+    matches = [(name, cls) for name, cls in _classes(registry, kind) if test(cls)]
     if not matches:
         raise ImportFailed(f"no installed {kind} plugin adopts {what}; {hint}")
     return matches[0]
 
 
+def _declared(registry: Any, kind: str) -> str:
+    types = sorted({t for _, cls in _classes(registry, kind) for t in getattr(cls, "model_types", ())})
+    return ", ".join(types) or "none"
+
+
 def pick_llm(registry: Any, model_type: str) -> tuple[str, Any]:
     return _pick(registry, "llm", lambda cls: cls.adopts(model_type), f"LLM model_type {model_type!r}",
-                 "supported: the model_types the llm plugins declare (llama, qwen2, qwen3, gemma, gemma2, "
-                 "gemma3_text, phi, phi3, stablelm); install a plugin for this family")
+                 f"the installed llm plugins adopt {_declared(registry, 'llm')}; install a plugin for this family")
 
 
 def pick_tower(registry: Any, model_type: str) -> tuple[str, Any]:
     return _pick(registry, "vision_tower", lambda cls: cls.adopts(model_type),
                  f"vision model_type {model_type!r}",
-                 "supported: clip_vision_model, siglip_vision_model; install a plugin for this tower")
+                 f"the installed vision_tower plugins adopt {_declared(registry, 'vision_tower')}; install a "
+                 f"plugin for this tower")
 
 
 def pick_connector(registry: Any, projector: ForeignProjector) -> tuple[str, Any, dict[str, Any]]:

@@ -96,9 +96,10 @@ class FamilyLLM(LLM):
             f"{model_type!r}. {hint or 'Pick the LLM plugin of that family (see `tinyllava components --kind llm`).'}"
         )
 
-    @classmethod
-    def adopts(cls, model_type: str) -> bool:
-        return model_type in cls.architectures
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A family adopts exactly the model_types it has a class for."""
+        super().__init_subclass__(**kwargs)
+        cls.model_types = tuple(cls.architectures)
 
     @classmethod
     def import_options(cls, text_config: dict[str, Any]) -> dict[str, Any]:
