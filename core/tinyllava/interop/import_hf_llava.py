@@ -97,6 +97,8 @@ def undo_export(sidecar: dict[str, Any], parts: dict[str, dict[str, Any]], text_
         text_config["vocab_size"] = vocab
     if sidecar.get("added_image_token", rows > 0):
         tokenizer = _without_token(src, str(sidecar.get("image_token") or "<image>"), tokenizer)
+    if "tokenizer_chat_template" in sidecar:  # the LLM's own Jinja, which the processor's replaced
+        tokenizer.chat_template = sidecar["tokenizer_chat_template"]
     options = sidecar["components"]["vision_tower"].get("options") or {}
     layer = int(options.get("feature_layer", -2))
     if config.get("vision_feature_layer", -1) != -1:
