@@ -38,6 +38,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
                   bos="<bos>", eos="<eos>", unk="<unk>", pad="<pad>", add_bos=True, stop="<eos>"),
     "phi": dict(cfg="PhiConfig", cls="PhiForCausalLM", special=("<|endoftext|>",), bos="<|endoftext|>",
                 eos="<|endoftext|>", unk="<|endoftext|>", pad=None, add_bos=False, stop="<|endoftext|>"),
+    "openelm": dict(cfg="OpenELMConfig", cls="OpenELMForCausalLM", special=("<unk>", "<s>", "</s>"), bos="<s>",
+                    eos="</s>", unk="<unk>", pad=None, add_bos=True, stop="</s>"),
     "stablelm": dict(cfg="StableLmConfig", cls="StableLmForCausalLM",
                      special=("<|endoftext|>", "<|im_start|>", "<|im_end|>"), bos="<|endoftext|>",
                      eos="<|endoftext|>", unk=None, pad="<|endoftext|>", add_bos=False, stop="<|endoftext|>"),
@@ -60,6 +62,14 @@ def make_lm(family: str, tokenizer: Any, tie: bool) -> nn.Module:
     import transformers
 
     f = FAMILIES[family]
+    if family == "openelm":  # the original vendors OpenELM; so does our openelm plugin
+        from tinyllava_plugin_openelm.modeling_openelm import OpenELMConfig, OpenELMForCausalLM
+
+        config = OpenELMConfig(vocab_size=len(tokenizer), model_dim=32, head_dim=8, num_transformer_layers=2,
+                               num_gqa_groups=2, qkv_multipliers=[0.5, 1.0], ffn_multipliers=[0.5, 4.0],
+                               ffn_dim_divisor=32, normalize_qk_projections=True, share_input_output_layers=tie,
+                               bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+        return OpenELMForCausalLM(config).eval()
     fields = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
                   tie_word_embeddings=tie, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
@@ -105,7 +115,7 @@ class Factory:
         self.tokenizer = make_tokenizer(family)
         self.lm = make_lm(family, self.tokenizer, tie)
         self.tower = make_tower(tower)
-        vh, h = self.tower.config.hidden_size, self.lm.config.hidden_size
+        vh, h = self.tower.config.hidden_size, self.lm.get_input_embeddings().weight.shape[1]
         layers: list[nn.Module] = [nn.Linear(vh, h)]
         for _ in range(depth - 1):
             layers += [nn.GELU(), nn.Linear(h, h)]
@@ -123,11 +133,14 @@ class Factory:
             "llm_model_name_or_path": f"someone/{self.family}-tiny", "tokenizer_name_or_path": None,
             "vision_model_name_or_path": f"google/{self.tower_kind}-tiny", "vision_model_name_or_path2": "",
             "connector_type": self.connector_type, "text_config": self.lm.config.to_dict(), "vision_config": vision,
-            "hidden_size": self.lm.config.hidden_size, "vision_hidden_size": self.tower.config.hidden_size,
+            "hidden_size": self.connector_width(), "vision_hidden_size": self.tower.config.hidden_size,
             "vision_feature_layer": self.layer, "vision_feature_select_strategy": self.strategy,
             "image_aspect_ratio": self.aspect, "tokenizer_model_max_length": 256, "tokenizer_padding_side": "right",
             "ignore_index": -100, "image_token_index": -200, "use_cache": True, "tune_type_llm": "frozen",
         }
+
+    def connector_width(self) -> int:
+        return int(self.lm.get_input_embeddings().weight.shape[1])
 
     def save_full(self, out: Path, *, pickle: bool = False) -> Path:
         """The finetune layout: one weights file with the original's module names."""
@@ -241,9 +254,10 @@ MATRIX = [
     ("gemma", "siglip", "full", 2, -1, "cls_patch", "square", True),
     ("phi", "clip", "components", 2, -2, "patch", "square", False),
     ("stablelm", "siglip", "components", 0, -2, "cls_patch", "square", False),
+    ("openelm", "clip", "full", 2, -2, "patch", "square", True),
 ]
 TEMPLATE = {"llama": "llama", "qwen2": "qwen2_base", "qwen2_instruct": "qwen2_instruct", "gemma": "gemma",
-            "phi": "phi", "stablelm": "phi"}
+            "phi": "phi", "stablelm": "phi", "openelm": "llama"}
 
 
 @pytest.mark.parametrize(("family", "tower", "layout", "depth", "layer", "strategy", "aspect", "tie"), MATRIX,
@@ -350,8 +364,8 @@ def test_unknown_layouts_and_connectors_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ImportFailed, match="connector_type 'resampler' cannot be imported"):
         import_checkpoint("tinyllava-factory", src2, tmp_path / "out3")
     (src2 / "config.json").write_text(json.dumps({**config, "text_config": {**config["text_config"],
-                                                                              "model_type": "openelm"}}))
-    with pytest.raises(ImportFailed, match="no installed llm plugin adopts LLM model_type 'openelm'"):
+                                                                              "model_type": "mamba"}}))
+    with pytest.raises(ImportFailed, match="no installed llm plugin adopts LLM model_type 'mamba'"):
         import_checkpoint("tinyllava-factory", src2, tmp_path / "out4")
     (src2 / "adapter_config.json").write_text("{}")
     with pytest.raises(ImportFailed, match="LoRA checkpoint"):
