@@ -56,6 +56,12 @@ class OpenELMLLM(LLM):
     """OpenELM 270M / 450M / 1.1B / 3B (and -Instruct), implemented in this plugin; pairs with the `llama` template."""
 
     Options: ClassVar[type[ComponentOptions]] = OpenELMOptions
+    model_types: ClassVar[tuple[str, ...]] = ("openelm",)
+
+    @classmethod
+    def factory_chat_template(cls, text_config: dict[str, Any], tokenizer: Any) -> str | None:
+        """TinyLLaVA Factory trains OpenELM (with Llama 2's tokenizer) with its `llama` template."""
+        return "llama"
 
     def _dtype(self) -> Any:
         import torch
