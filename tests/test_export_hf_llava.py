@@ -45,6 +45,7 @@ TOWERS: dict[str, dict[str, Any]] = {
     "clip": {"name": "clip", "config": TOWER_CONFIG, "image_mean": [0.0, 0.0, 0.0], "image_std": [0.5, 0.5, 0.5]},
     "siglip": {"name": "siglip", "config": TOWER_CONFIG, "image_mean": [0.4, 0.2, 0.6],
                "image_std": [0.5, 0.25, 0.5]},
+    "dinov2": {"name": "dinov2", "config": TOWER_CONFIG, "image_mean": [0.4, 0.2, 0.6]},
 }
 CONVERSATIONS = [
     [{"from": "human", "value": "What is in the picture?\n<image>"}],
@@ -66,6 +67,8 @@ MATRIX = [
     ("stablelm", "siglip", -2, "patch", "square"),
     ("phi3", "clip", -1, "patch", "square"),
     ("gemma3_text", "siglip", -1, "cls_patch", "pad"),
+    ("qwen2", "dinov2", -1, "cls_patch", "pad"),
+    ("llama", "dinov2", -2, "patch", "square"),
 ]
 MAX_DIFFS: dict[str, float] = {}
 
@@ -177,7 +180,7 @@ def test_export_matches_ours(tmp_path, llm, tower, layer, strategy, preprocess):
     config = json.loads((out / "config.json").read_text())
     assert config["vision_feature_layer"] == -1
     assert config["vision_config"]["num_hidden_layers"] == (2 if layer == -2 else 3)  # the layers the feature uses
-    drops = strategy == "drop_first_patch" or (strategy == "patch" and tower == "clip")
+    drops = strategy == "drop_first_patch" or (strategy == "patch" and tower != "siglip")
     assert config["vision_feature_select_strategy"] == ("default" if drops else "full")
     assert read_sidecar(out)["image_preprocess"] == preprocess
     worst = compare(ckpt, out)
@@ -198,6 +201,21 @@ def test_other_templates(tmp_path, llm, template):
     out = export_hf_llava(ckpt, tmp_path / "hf")
     conversations = CONVERSATIONS[:1] if template["name"] == "pretrain" else CONVERSATIONS
     print(f"\nmax |logit difference| {template}: {compare(ckpt, out, conversations):.3g}")
+
+
+def test_linear_connector_becomes_linear_identity_activation_identity(tmp_path):
+    from safetensors.torch import load_file
+
+    from tinyllava.interop.export_hf_llava import export_hf_llava
+
+    for bias in (True, False):
+        ckpt = make_checkpoint(tmp_path / f"ckpt{bias}", model_spec(connector={"name": "linear", "bias": bias}))
+        out = export_hf_llava(ckpt, tmp_path / f"hf{bias}")
+        config = json.loads((out / "config.json").read_text())
+        assert config["projector_hidden_act"] == "linear" and config["multimodal_projector_bias"] is bias
+        weights = load_file(str(out / "model.safetensors"))
+        assert torch.equal(weights["multi_modal_projector.linear_2.weight"], torch.eye(32))
+        print(f"\nmax |logit difference| linear connector (bias {bias}): {compare(ckpt, out):.3g}")
 
 
 def test_chat_template_accepts_plain_string_content_and_skips_system_messages(tmp_path):
@@ -381,7 +399,6 @@ REFUSED = {
     "mlp-grid-positions": (dict(connector={"name": "mlp", "depth": 2, "position_embedding": "grid"}),
                            ["connector 'mlp'", "position_embedding"]),
     "mlp-depth-3": (dict(connector={"name": "mlp", "depth": 3}), ["connector 'mlp'", "depth 3"]),
-    "linear": (dict(connector={"name": "linear"}), ["connector 'linear'", "hf_llava_export"]),
     "resampler": (dict(connector={"name": "resampler"}), ["connector 'resampler'"]),
     "final-norm": ({"tower_extra": {"final_norm": True}}, ["vision_tower 'clip'", "final_norm"]),
     "feature-layer-0": ({"tower_extra": {"feature_layer": 0}}, ["vision_tower 'clip'", "feature_layer 0"]),
@@ -389,6 +406,19 @@ REFUSED = {
     "gemma2-softcap": ({"llm": "gemma2"}, ["llm 'gemma'", "final_logit_softcapping"]),
     "native-template": (dict(chat_template={"name": "native", "jinja": "{{ messages[0]['content'] }}"}),
                         ["chat_template 'native'"]),
+    "identity": (dict(connector={"name": "identity"}), ["connector 'identity'", "no weights"]),
+    "qformer": (dict(connector={"name": "qformer", "num_queries": 4, "num_layers": 1, "hidden_size": 32,
+                                "num_heads": 2}), ["connector 'qformer'", "learned queries"]),
+    "ldp": (dict(connector={"name": "ldp"}), ["connector 'ldp'", "pools the patch grid"]),
+    "pixel-shuffle": (dict(connector={"name": "pixel_shuffle"}), ["connector 'pixel_shuffle'", "blocks"]),
+    "siglip2": (dict(vision_tower={"name": "siglip2", "config": {**TOWER_CONFIG, "num_patches": 16}}),
+                ["vision_tower 'siglip2'", "NaFlex"]),
+    "dinov2-registers": (dict(vision_tower={"name": "dinov2", "config": {
+        **TOWER_CONFIG, "model_type": "dinov2_with_registers", "num_register_tokens": 2}}),
+        ["vision_tower 'dinov2'", "register tokens"]),
+    "mof": (dict(vision_tower={"name": "mof", "clip": {"config": TOWER_CONFIG}, "dinov2": {"config": TOWER_CONFIG}},
+                 connector={"name": "mof_mlp"}), ["vision_tower 'mof'", "connector 'mof_mlp'"]),
+    "openelm": ({"llm": "openelm"}, ["llm 'openelm'", "remote code"]),
 }
 
 
@@ -404,6 +434,9 @@ def test_refused_before_anything_is_written(tmp_path, case):
     if replace.get("llm") == "phi":
         replace["llm"] = {"name": "phi", "config": {"model_type": "phi", **LAYERS}, "tokenizer_corpus": CORPUS}
         replace["chat_template"] = {"name": "phi"}
+    elif replace.get("llm") == "openelm":
+        replace["llm"] = {"name": "openelm", "config": {"num_transformer_layers": 2, "model_dim": 64, "head_dim": 16},
+                          "tokenizer_corpus": CORPUS}
     elif replace.get("llm") == "gemma2":
         replace["llm"] = {"name": "gemma", "config": {"model_type": "gemma2", **LAYERS, "head_dim": 16},
                           "tokenizer_corpus": CORPUS}

@@ -9,7 +9,7 @@ says nothing is never exported by guesswork. Import-light: nothing heavy is impo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 # LlavaForConditionalGeneration (transformers 5) state-dict prefixes
 LM_PREFIX = "model.language_model."
@@ -38,6 +38,8 @@ class HFLlavaPart:
         `projector_hidden_act`).
     processor: LlavaProcessor fields (`patch_size`, `num_additional_image_tokens`, ...).
     notes: sentences for the model card (how the component was mapped).
+    extra: weights LLaVA needs that the component has not (e.g. an identity `linear_2`), keyed as in
+        LlavaForConditionalGeneration.
     """
 
     config: dict[str, Any] = field(default_factory=dict)
@@ -45,6 +47,7 @@ class HFLlavaPart:
     llava: dict[str, Any] = field(default_factory=dict)
     processor: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def component_label(component: Any) -> str:
@@ -58,3 +61,8 @@ def not_exportable_by_default(component: Any) -> NotExportable:
         f"its plugin ({type(component).__module__}) does not describe it in transformers' LLaVA layout "
         "(no hf_llava_export), so it cannot be exported",
     )
+
+
+def refuse(component: Any, reason: str) -> NoReturn:
+    """Raise NotExportable for `component` (a plugin's one-line refusal)."""
+    raise NotExportable(component_label(component), reason)

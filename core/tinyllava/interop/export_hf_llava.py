@@ -161,6 +161,7 @@ def _state_dict(parts: dict[str, HFLlavaPart], modules: dict[str, Any]) -> dict[
                 raise ExportError(f"{kind}: weight {key!r} has no place in the LLaVA layout (a plugin bug: its "
                                   "hf_llava_export must map every key)")
             out[part.keys[key]] = value
+        out.update(part.extra)
     return out
 
 

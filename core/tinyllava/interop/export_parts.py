@@ -71,12 +71,13 @@ def causal_lm_part(component: Any, model: Any) -> HFLlavaPart:
                        notes=[f"LLM: {type(model).__name__} (model_type {model_type!r}), weights unchanged."])
 
 
-def hf_vision_part(component: Any, encoder: Any) -> HFLlavaPart:
-    """The tower part for an `HFVisionEncoder` (exactly that class: subclasses change the forward)."""
+def hf_vision_part(component: Any, encoder: Any, *, same_forward: bool = False) -> HFLlavaPart:
+    """The tower part for an `HFVisionEncoder`: exactly that class, or a subclass whose plugin vouches
+    (`same_forward`) that its forward selects what `HFVisionEncoder.forward` would."""
     from tinyllava.model.vision import HFVisionEncoder
 
     label = component_label(component)
-    if type(encoder) is not HFVisionEncoder:
+    if not isinstance(encoder, HFVisionEncoder) or (type(encoder) is not HFVisionEncoder and not same_forward):
         raise NotExportable(label, f"its encoder {type(encoder).__name__} runs the vision model its own way, "
                                    "which LLaVA's tower call (pixel_values only) cannot reproduce")
     model = encoder.model
@@ -99,6 +100,8 @@ def hf_vision_part(component: Any, encoder: Any) -> HFLlavaPart:
     vision_config = config.to_dict()
     kept = int(encoder.feature_index)
     vision_config["num_hidden_layers"] = kept
+    for key in ("out_features", "out_indices", "stage_names"):  # backbone fields naming the dropped layers
+        vision_config.pop(key, None)
     keys = {key: TOWER_PREFIX + key[len("model."):] for key in encoder.state_dict() if key.startswith("model.")}
     stray = [key for key in encoder.state_dict() if not key.startswith("model.")]
     if stray:

@@ -140,3 +140,14 @@ class Dinov2Tower(VisionTower):
     def from_config(self, vision_config: dict[str, Any], image_processor: Any) -> Dinov2Encoder:
         config_cls, model_cls = model_classes(has_registers(vision_config))
         return self.wrap(model_cls(config_cls.from_dict(vision_config)), image_processor)
+
+    def hf_llava_export(self, encoder: Any) -> Any:
+        """Without register tokens the selection is CLIP's (`patch` drops the CLS token); with them, `patch` and
+        `cls_patch` also drop the registers, which LLaVA's selection (drop the first token or none) cannot."""
+        from tinyllava.interop.export_contract import refuse
+        from tinyllava.interop.export_parts import hf_vision_part
+
+        if encoder.num_registers and encoder.strategy != "full":
+            refuse(self, f"feature_strategy {encoder.strategy!r} drops the {encoder.num_registers} register tokens; "
+                         "LLaVA drops the first token or none (feature_strategy: full keeps them all)")
+        return hf_vision_part(self, encoder, same_forward=True)

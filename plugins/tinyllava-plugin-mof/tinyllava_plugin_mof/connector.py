@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
@@ -21,6 +21,12 @@ class MoFMLPConnector(Connector):
     """(B, 2N, D_vision) interleaved clip/dinov2 tokens -> (B, 2N, D_llm), the order kept."""
 
     Options: ClassVar[type[ComponentOptions]] = MoFMLPOptions
+
+    def hf_llava_export(self, module: Any) -> Any:
+        from tinyllava.interop.export_contract import refuse
+
+        refuse(self, 'it projects interleaved CLIP and DINOv2 tokens with two MLPs; LLaVA has one tower and '
+                     'one projector')
 
     def build(self, vision_dim: int, llm_dim: int, num_vision_tokens: int) -> nn.Module:
         from tinyllava_plugin_mof.modules import MoFMLP

@@ -57,6 +57,11 @@ class MoFTower(VisionTower):
 
     Options: ClassVar[type[ComponentOptions]] = MoFOptions
 
+    def hf_llava_export(self, encoder: Any) -> Any:
+        from tinyllava.interop.export_contract import refuse
+
+        refuse(self, 'it runs two towers (CLIP and DINOv2) and interleaves their tokens; LLaVA has one tower')
+
     def _towers(self) -> tuple[CLIPTower, Dinov2Tower]:
         opts: MoFOptions = self.options  # type: ignore[assignment]
         shared = {key: getattr(opts, key) for key in SHARED}

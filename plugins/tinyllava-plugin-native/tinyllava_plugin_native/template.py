@@ -52,6 +52,12 @@ class NativeTemplate(ChatTemplate):
 
     Options: ClassVar[type[ComponentOptions]] = NativeOptions
 
+    def hf_llava_export(self, tokenizer: Any) -> Any:
+        from tinyllava.interop.export_contract import refuse
+
+        refuse(self, "its prompt is the tokenizer's own Jinja over text messages, and no equivalent for a "
+                     "processor's image messages is known to give the same token ids")
+
     # -- rendering ------------------------------------------------------------------------------
     def messages(self, conversation: list[Turn], open_end: bool) -> list[Message]:
         """LLaVA turns -> chat messages; a leading non-human turn is skipped, as in the other templates."""

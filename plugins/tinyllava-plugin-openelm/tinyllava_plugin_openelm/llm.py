@@ -56,6 +56,12 @@ class OpenELMLLM(LLM):
     """OpenELM 270M / 450M / 1.1B / 3B (and -Instruct), implemented in this plugin; pairs with the `llama` template."""
 
     Options: ClassVar[type[ComponentOptions]] = OpenELMOptions
+
+    def hf_llava_export(self, model: Any) -> Any:
+        from tinyllava.interop.export_contract import refuse
+
+        refuse(self, 'OpenELM is not a transformers architecture (it needs remote code), so plain transformers'
+                     ' cannot build it inside LlavaForConditionalGeneration')
     model_types: ClassVar[tuple[str, ...]] = ("openelm",)
 
     @classmethod

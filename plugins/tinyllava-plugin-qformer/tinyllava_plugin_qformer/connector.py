@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
@@ -38,6 +38,12 @@ class QFormerConnector(Connector):
             if self.hidden_size % self.num_heads:
                 raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
             return self
+
+    def hf_llava_export(self, module: Any) -> Any:
+        from tinyllava.interop.export_contract import refuse
+
+        refuse(self, "learned queries cross-attend to the image (M = num_queries tokens); LLaVA's projector "
+                     'maps each image token on its own through Linear, GELU, Linear')
 
     def build(self, vision_dim: int, llm_dim: int, num_vision_tokens: int) -> nn.Module:
         from tinyllava_plugin_qformer.modules import QFormerProjector

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -26,6 +26,12 @@ class ResamplerConnector(Connector):
         num_heads: int = Field(8, ge=1, description="attention heads")
         head_dim: int = Field(64, ge=1, description="width of each attention head")
         ff_mult: int = Field(4, ge=1, description="feed-forward width as a multiple of the LLM's width")
+
+    def hf_llava_export(self, module: Any) -> Any:
+        from tinyllava.interop.export_contract import refuse
+
+        refuse(self, "learned latents attend to the image (M = num_queries tokens); LLaVA's projector maps "
+                     'each image token on its own through Linear, GELU, Linear')
 
     def build(self, vision_dim: int, llm_dim: int, num_vision_tokens: int) -> nn.Module:
         from tinyllava_plugin_resampler.modules import PerceiverResampler

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -25,6 +25,12 @@ class PixelShuffleConnector(Connector):
         depth: int = Field(2, ge=1, le=8, description="Linear layers of the MLP (GELU between them)")
         layer_norm: bool = Field(False, description="LayerNorm over the concatenated block before the MLP")
 
+    def hf_llava_export(self, module: Any) -> Any:
+        from tinyllava.interop.export_contract import refuse
+
+        refuse(self, "it merges blocks of neighbouring patches into one token; LLaVA's projector keeps one "
+                     'token per patch')
+
     def build(self, vision_dim: int, llm_dim: int, num_vision_tokens: int) -> nn.Module:
         from tinyllava_plugin_tokenpool.modules import PixelShuffleProjector
 
@@ -45,6 +51,12 @@ class LDPConnector(Connector):
         factor: int = Field(2, ge=1, le=16, description="pooling window and stride; tokens drop by factor^2")
         pool: Literal["conv", "avg"] = Field("conv", description="learned depthwise conv or fixed average")
         peg: bool = Field(True, description="residual depthwise 3x3 conv after pooling (positional encoding)")
+
+    def hf_llava_export(self, module: Any) -> Any:
+        from tinyllava.interop.export_contract import refuse
+
+        refuse(self, "it pools the patch grid (and adds a convolution); LLaVA's projector keeps one token per "
+                     'patch and has no convolution')
 
     def build(self, vision_dim: int, llm_dim: int, num_vision_tokens: int) -> nn.Module:
         from tinyllava_plugin_tokenpool.modules import LDPProjector
