@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
@@ -155,6 +156,31 @@ class ConnectorConformance(ComponentConformance):
         out = module(torch.randn(1, self.num_tokens, self.vision_dim, dtype=torch.bfloat16))
         assert out.dtype == torch.bfloat16
 
+    def test_hf_llava_export_is_exact_or_refused(self) -> None:
+        """`hf_llava_export` refuses with a reason, or LLaVA's projector with the mapped weights computes the same."""
+        import torch
+        from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
+
+        from tinyllava.interop.export_contract import PROJECTOR_PREFIX, NotExportable
+
+        module = self.build().eval()
+        try:
+            part = self.component().hf_llava_export(module)
+        except NotExportable as exc:
+            assert exc.reason and self.name in exc.component
+            return
+        state = {part.keys[k]: v for k, v in module.state_dict().items()}
+        assert len(state) == len(module.state_dict()) and all(k.startswith(PROJECTOR_PREFIX) for k in state)
+        state.update(part.extra)
+        config = SimpleNamespace(vision_feature_layer=-1, vision_config=SimpleNamespace(hidden_size=self.vision_dim),
+                                 text_config=SimpleNamespace(hidden_size=self.llm_dim), **{
+                                     "multimodal_projector_bias": True, "projector_hidden_act": "gelu", **part.llava})
+        projector = LlavaMultiModalProjector(config).eval()
+        projector.load_state_dict({k[len(PROJECTOR_PREFIX):]: v for k, v in state.items()})
+        x = torch.randn(2, self.num_tokens, self.vision_dim)
+        with torch.no_grad():
+            assert torch.equal(projector(x), module(x))
+
 
 class QueryConnectorConformance(ConnectorConformance):
     """Connectors that pool an image into a fixed number of learnt queries (Q-Former, Perceiver resampler).
@@ -251,6 +277,34 @@ class VisionTowerConformance(ComponentConformance):
         encoder = encoder.to(torch.bfloat16)
         out = encoder(torch.randn(1, 3, self.image_size, self.image_size))
         assert out.dtype == torch.bfloat16
+
+    def test_hf_llava_export_is_exact_or_refused(self) -> None:
+        """`hf_llava_export` refuses with a reason, or the tower transformers builds from the exported config, with
+        the mapped weights and LLaVA's feature selection, gives the same features."""
+        import torch
+        from transformers import AutoConfig, AutoModel
+
+        from tinyllava.interop.export_contract import TOWER_PREFIX, NotExportable
+
+        component = self.component()
+        encoder, _ = component.build()
+        encoder.eval()
+        try:
+            part = component.hf_llava_export(encoder)
+        except NotExportable as exc:
+            assert exc.reason and self.name in exc.component
+            return
+        state = {part.keys[k]: v for k, v in encoder.state_dict().items()}
+        assert len(state) == len(encoder.state_dict()) and all(k.startswith(TOWER_PREFIX) for k in state)
+        fields = dict(part.config)
+        tower = AutoModel.from_config(AutoConfig.for_model(fields.pop("model_type"), **fields)).eval()
+        tower.load_state_dict({k[len(TOWER_PREFIX):]: v for k, v in {**state, **part.extra}.items()})
+        x = torch.randn(2, 3, self.image_size, self.image_size)
+        with torch.no_grad():
+            feats = tower(pixel_values=x, output_hidden_states=True).hidden_states[part.llava["vision_feature_layer"]]
+            if part.llava["vision_feature_select_strategy"] == "default":
+                feats = feats[:, 1:]
+            assert torch.equal(feats, encoder(x))
 
 
 def check_source_refused(kind: str, name: str, saved: Any, folder: Path, match: str) -> None:
