@@ -351,6 +351,8 @@ def test_dtype_and_adapters_are_merged_first(tmp_path):
     out = export_hf_llava(ckpt, tmp_path / "hf")
     assert not any("lora" in key for key in load_file(str(out / "model.safetensors")))
     compare(ckpt, out, CONVERSATIONS[:1])  # load_checkpoint(merge_adapters=False) runs the adapters: same logits
+    auto = export_hf_llava(ckpt, tmp_path / "auto", dtype="auto")  # the LLM's dtype
+    assert json.loads((auto / "config.json").read_text())["dtype"] == "float32"
     half = export_hf_llava(ckpt, tmp_path / "bf16", dtype="bfloat16")
     assert {t.dtype for t in load_file(str(half / "model.safetensors")).values()} == {torch.bfloat16}
     assert json.loads((half / "config.json").read_text())["dtype"] == "bfloat16"
@@ -361,6 +363,7 @@ def test_model_card(tmp_path):
 
     ckpt = make_checkpoint(tmp_path / "ckpt", model_spec("qwen2", "siglip"))
     card = (export_hf_llava(ckpt, tmp_path / "hf") / "README.md").read_text()
+    assert card.splitlines()[6] == "# ckpt, stage test (LLaVA layout)"  # no run name in this spec: the folder
     for needle in ("| llm | `qwen` |", "| vision_tower | `siglip` |", "| connector | `mlp` |",
                    "LlavaForConditionalGeneration.from_pretrained", "AutoProcessor.from_pretrained",
                    "```yaml", "image_preprocess: square", "## Provenance", str(ckpt.resolve()),

@@ -35,6 +35,13 @@ def _component_line(kind: str, spec: dict[str, Any]) -> str:
     return f"| {kind} | `{spec.get('name')}` | `{json.dumps(shown, sort_keys=True)}` |"
 
 
+def _title(manifest: dict[str, Any], checkpoint_dir: Path) -> str:
+    """The run's name (else the folder's) and the stage, when the checkpoint records them."""
+    name = (manifest.get("spec") or {}).get("name") or Path(checkpoint_dir).resolve().name
+    stage = manifest.get("stage")
+    return f"{name}, stage {stage}" if stage else str(name)
+
+
 def render_model_card(*, manifest: dict[str, Any], parts: dict[str, Any], report: Any, image_seq_len: int,
                       checkpoint_dir: Path, llava_config: Any) -> str:
     components = manifest.get("components", {})
@@ -46,10 +53,10 @@ def render_model_card(*, manifest: dict[str, Any], parts: dict[str, Any], report
         "tags: [llava, tinyllava]",
         "---",
         "",
-        f"# {Path(checkpoint_dir).resolve().name} (LLaVA layout)",
+        f"# {_title(manifest, checkpoint_dir)} (LLaVA layout)",
         "",
-        "A small LLaVA-style model trained with [tinyllava](https://github.com/) and exported to transformers' "
-        "own `LlavaForConditionalGeneration` layout: plain `transformers` loads it, with no remote code.",
+        "A small LLaVA-style model trained with tinyllava and exported to transformers' own "
+        "`LlavaForConditionalGeneration` layout: plain `transformers` loads it, with no remote code.",
         "",
         "## Components",
         "",
