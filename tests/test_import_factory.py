@@ -374,25 +374,21 @@ def test_unknown_layouts_and_connectors_are_refused(tmp_path: Path) -> None:
 
 def test_cli_import_and_its_errors(tmp_path: Path) -> None:
     """`tinyllava import` as a user runs it: a summary on success, one clear line (no traceback) on a bad source."""
-    import os
-    import subprocess
-    import sys
+    from typer.testing import CliRunner
 
-    exe = Path(sys.executable).parent / "tinyllava"
+    from tinyllava_cli.app import app
+
     src = Factory("llama", "clip").save_full(tmp_path / "src")
-    env = {**os.environ, "COLUMNS": "250"}
-    ok = subprocess.run([str(exe), "import", "--from", "tinyllava-factory", str(src), "--output", str(tmp_path / "o")],
-                        capture_output=True, text=True, timeout=300, env=env)
-    assert ok.returncode == 0, ok.stderr
-    assert "imported tinyllava-factory" in ok.stdout and "chat_template llama" in ok.stdout
+    runner = CliRunner()
+    ok = runner.invoke(app, ["import", "--from", "tinyllava-factory", str(src), "--output", str(tmp_path / "o")])
+    assert ok.exit_code == 0, ok.output
+    assert "imported tinyllava-factory" in ok.output and "chat_template llama" in ok.output
     assert read_manifest(tmp_path / "o")["imported_from"]["path"] == str(src.resolve())
-    bad = subprocess.run([str(exe), "import", "--from", "hf-llava", str(src), "--output", str(tmp_path / "p")],
-                         capture_output=True, text=True, timeout=300, env=env)
-    assert bad.returncode == 2
-    assert "use --from tinyllava-factory" in bad.stderr and "Traceback" not in bad.stderr + bad.stdout
-    again = subprocess.run([str(exe), "import", "--from", "tinyllava-factory", str(src), "--output",
-                            str(tmp_path / "o")], capture_output=True, text=True, timeout=300, env=env)
-    assert again.returncode == 2 and "already exists" in again.stderr
+    bad = runner.invoke(app, ["import", "--from", "hf-llava", str(src), "--output", str(tmp_path / "p")])
+    assert bad.exit_code == 2
+    assert "use --from tinyllava-factory" in bad.output and "Traceback" not in bad.output
+    with pytest.raises(ImportFailed, match="already exists and is not empty"):
+        import_checkpoint("tinyllava-factory", src, tmp_path / "o")
 
 
 @pytest.mark.parametrize(("template", "eos"), [("llama", "</s>"), ("qwen2_base", "<|endoftext|>"),
