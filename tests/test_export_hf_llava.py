@@ -183,6 +183,7 @@ def test_export_matches_ours(tmp_path, llm, tower, layer, strategy, preprocess):
     drops = strategy == "drop_first_patch" or (strategy == "patch" and tower != "siglip")
     assert config["vision_feature_select_strategy"] == ("default" if drops else "full")
     assert read_sidecar(out)["image_preprocess"] == preprocess
+    assert read_sidecar(out)["tokenizer_add_bos_token"] is (False if llm == "phi3" else None)
     worst = compare(ckpt, out)
     MAX_DIFFS["-".join(map(str, (llm, tower, layer, strategy, preprocess)))] = worst
     print(f"\nmax |logit difference| {llm}/{tower}/layer {layer}/{strategy}/{preprocess}: {worst:.3g}")
@@ -300,6 +301,8 @@ def test_image_token_is_appended_once_and_recorded(tmp_path):
     theirs = load_file(str(out / "model.safetensors"))
     vocab = ours["language_model.model.embed_tokens.weight"].shape[0]
     assert side["original_vocab_size"] == vocab and side["appended_rows"] == 1 and side["image_token_id"] == vocab
+    assert side["added_image_token"] is True and side["tokenizer_chat_template"] is None
+    assert side["tokenizer_add_bos_token"] is None
     # transformers 5 saves LLaVA under its legacy (4.x) key names (and reads both)
     embed = theirs["language_model.model.embed_tokens.weight"]
     assert embed.shape[0] == vocab + 1 and torch.equal(embed[:vocab], ours["language_model.model.embed_tokens.weight"])
@@ -320,6 +323,7 @@ def test_no_row_is_appended_inside_a_padded_vocabulary(tmp_path):
     out = export_hf_llava(ckpt, tmp_path / "hf")
     side = read_sidecar(out)
     assert side["appended_rows"] == 0 and side["original_vocab_size"] == 700 and side["image_token_id"] < 700
+    assert side["added_image_token"] is True  # added to the tokenizer, though no row was needed
     assert json.loads((out / "config.json").read_text())["text_config"]["vocab_size"] == 700
     compare(ckpt, out, CONVERSATIONS[:1])
 

@@ -14,9 +14,15 @@ The image token (the one transformation of the weights, invertible):
     an untied lm_head, grow by rows of zeros up to it: the embedding row is never used (image positions are
     overwritten by image features) and the lm_head row gives logit 0, so `generation_config.json` lists the
     token in `suppress_tokens`, and generation never emits it. `config.json` records what was done under
-    `tinyllava_export` (`image_token_id`, `original_vocab_size`, `appended_rows`): an importer drops the last
-    `appended_rows` rows (and the `<image>` token) to get this checkpoint's weights back bit for bit. When the
-    tokenizer already has `<image>`, or its id falls inside a padded vocabulary, no row is appended.
+    `tinyllava_export` (`image_token_id`, `original_vocab_size`, `appended_rows`, `added_image_token`): an
+    importer drops the last `appended_rows` rows, and the `<image>` token when `added_image_token`, to get this
+    checkpoint's weights and tokenizer back bit for bit. When the tokenizer already has `<image>`, or its id
+    falls inside a padded vocabulary, no row is appended. The record also keeps the tokenizer's own chat
+    template (`tokenizer_chat_template`; the exported tokenizer carries the processor's Jinja) and
+    `tokenizer_add_bos_token: false` when the export switched off a BOS the template never had (else null).
+
+Key names: `save_pretrained` in transformers 5 writes LLaVA's legacy (4.x) names (`language_model.model.*`,
+`language_model.lm_head.*` when untied, `vision_tower.*`, `multi_modal_projector.*`) and reads both.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any
 
 from tinyllava.constants import IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX
 from tinyllava.interop.export_contract import HFLlavaPart, NotExportable, component_label
-from tinyllava.interop.export_jinja import to_hf_messages
+from tinyllava.interop.export_jinja import added_by_tokenizer, to_hf_messages
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 EXPORT_FORMAT = 1
@@ -128,14 +134,15 @@ def _image_processor_settings(processor: Any, mode: str) -> dict[str, Any]:
     return settings
 
 
-def _add_image_token(tokenizer: Any) -> int:
+def _add_image_token(tokenizer: Any) -> tuple[int, bool]:
+    """(the id of `<image>`, whether it was added now)."""
     from tokenizers import AddedToken
 
     ids = tokenizer(IMAGE_PLACEHOLDER, add_special_tokens=False)["input_ids"]
     if len(ids) == 1 and tokenizer.convert_ids_to_tokens(ids[0]) == IMAGE_PLACEHOLDER:
-        return int(ids[0])
+        return int(ids[0]), False
     tokenizer.add_tokens([AddedToken(IMAGE_PLACEHOLDER, special=True, normalized=False)], special_tokens=True)
-    return int(tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER))
+    return int(tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)), True
 
 
 def _grow_embeddings(language_model: Any, rows: int) -> None:
@@ -300,6 +307,8 @@ def export_hf_llava_report(checkpoint_dir: Path, output: Path, dtype: str = "flo
     parts, more = _collect_parts(components, modules)
     problems += more
     jinja = None
+    tokenizer_chat_template = getattr(tokenizer, "chat_template", None)
+    prepended = added_by_tokenizer(tokenizer)[0]
     try:
         jinja = template.hf_llava_export(tokenizer)
     except NotExportable as exc:
@@ -311,7 +320,7 @@ def export_hf_llava_report(checkpoint_dir: Path, output: Path, dtype: str = "flo
     # the image token, and the embedding rows it needs
     language_model = model.language_model
     vocab = int(language_model.get_input_embeddings().weight.shape[0])
-    image_token_id = _add_image_token(tokenizer)
+    image_token_id, added_token = _add_image_token(tokenizer)
     appended = max(0, image_token_id + 1 - vocab)
     if appended:
         _grow_embeddings(language_model, vocab + appended)
@@ -326,6 +335,9 @@ def export_hf_llava_report(checkpoint_dir: Path, output: Path, dtype: str = "flo
         "image_token_id": image_token_id,
         "original_vocab_size": vocab,
         "appended_rows": appended,
+        "added_image_token": added_token,
+        "tokenizer_chat_template": tokenizer_chat_template,  # the processor's Jinja replaced it
+        "tokenizer_add_bos_token": None if added_by_tokenizer(tokenizer)[0] == prepended else False,
         "image_preprocess": mode,
         "components": specs,
         "source": str(checkpoint_dir.resolve()),
