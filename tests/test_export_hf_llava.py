@@ -173,6 +173,8 @@ def compare(ckpt: Path, out: Path, conversations: list[list[dict[str, str]]] = C
 @pytest.mark.parametrize(("llm", "tower", "layer", "strategy", "preprocess"), MATRIX,
                          ids=["-".join(map(str, row)) for row in MATRIX])
 def test_export_matches_ours(tmp_path, llm, tower, layer, strategy, preprocess):
+    from safetensors.torch import load_file
+
     from tinyllava.interop.export_hf_llava import export_hf_llava, read_sidecar
 
     ckpt = make_checkpoint(tmp_path / "ckpt", model_spec(llm, tower, layer, strategy, preprocess))
@@ -184,6 +186,11 @@ def test_export_matches_ours(tmp_path, llm, tower, layer, strategy, preprocess):
     assert config["vision_feature_select_strategy"] == ("default" if drops else "full")
     assert read_sidecar(out)["image_preprocess"] == preprocess
     assert read_sidecar(out)["tokenizer_add_bos_token"] is (False if llm == "phi3" else None)
+    names = json.loads((out / "model.safetensors.index.json").read_text())["weight_map"] \
+        if (out / "model.safetensors.index.json").exists() else load_file(str(out / "model.safetensors"))
+    tower_keys = [k for k in names if k.startswith("vision_tower.")]
+    assert tower_keys and all(k.startswith("vision_tower.vision_model.") == (tower != "dinov2") for k in tower_keys)
+    assert any(k.startswith("language_model.model.") for k in names)
     worst = compare(ckpt, out)
     MAX_DIFFS["-".join(map(str, (llm, tower, layer, strategy, preprocess)))] = worst
     print(f"\nmax |logit difference| {llm}/{tower}/layer {layer}/{strategy}/{preprocess}: {worst:.3g}")

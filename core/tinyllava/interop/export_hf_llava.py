@@ -21,8 +21,10 @@ The image token (the one transformation of the weights, invertible):
     template (`tokenizer_chat_template`; the exported tokenizer carries the processor's Jinja) and
     `tokenizer_add_bos_token: false` when the export switched off a BOS the template never had (else null).
 
-Key names: `save_pretrained` in transformers 5 writes LLaVA's legacy (4.x) names (`language_model.model.*`,
-`language_model.lm_head.*` when untied, `vision_tower.*`, `multi_modal_projector.*`) and reads both.
+Key names: the Hub's LLaVA names, which transformers 4 and 5 (and vLLM) read: `language_model.model.*`,
+`language_model.lm_head.*` (untied heads only), `vision_tower.*` (with the tower's own 4.x prefix restored,
+`vision_tower.vision_model.*` for CLIP and SigLIP; transformers 5's `save_pretrained` leaves it out) and
+`multi_modal_projector.*`. Other 4.x renames of a tower (DINOv2's attention names) are not undone.
 """
 
 from __future__ import annotations
@@ -378,6 +380,7 @@ def export_hf_llava_report(checkpoint_dir: Path, output: Path, dtype: str = "flo
     try:
         llava.generation_config = generation
         llava.to(getattr(torch, saved_dtype)).save_pretrained(staging)
+        _restore_tower_prefixes(staging, _tower_prefixes(llava))
         processor.save_pretrained(staging)
         seconds = time.perf_counter() - started
         report = ExportReport(output, saved_dtype, seconds, image_token_id, appended, diff, warnings)
@@ -392,6 +395,39 @@ def export_hf_llava_report(checkpoint_dir: Path, output: Path, dtype: str = "flo
         raise
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _tower_prefixes(llava: Any) -> list[str]:
+    """Prefixes transformers 5 strips from the tower's weight names when loading (e.g. CLIP's and SigLIP's
+    `vision_model.`): transformers 4 and servers that follow its names (vLLM) need them."""
+    from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+
+    conversions = get_checkpoint_conversion_mapping(type(llava.model.vision_tower).__name__) or []
+    return [c.prefix_to_remove for c in conversions
+            if type(c).__name__ == "PrefixChange" and getattr(c, "prefix_to_remove", None)]
+
+
+def _restore_tower_prefixes(folder: Path, prefixes: list[str]) -> None:
+    """Rename `vision_tower.X` to `vision_tower.<prefix>.X` in the saved weights (one file or shards + index):
+    the names LLaVA checkpoints have on the Hub, which transformers 5 reads too."""
+    from safetensors.torch import load_file, save_file
+
+    if not prefixes:
+        return
+    prefix = "vision_tower."
+    nested = prefix + ".".join(prefixes) + "."
+
+    def rename(key: str) -> str:
+        return nested + key[len(prefix):] if key.startswith(prefix) and not key.startswith(nested) else key
+
+    for file in sorted(folder.glob("*.safetensors")):
+        state = load_file(str(file))
+        if any(rename(k) != k for k in state):
+            save_file({rename(k): v for k, v in state.items()}, str(file), metadata={"format": "pt"})
+    for index in folder.glob("*.safetensors.index.json"):
+        data = json.loads(index.read_text())
+        data["weight_map"] = {rename(k): v for k, v in data.get("weight_map", {}).items()}
+        index.write_text(json.dumps(data, indent=2))
 
 
 def read_sidecar(folder: Path) -> dict[str, Any] | None:
