@@ -137,6 +137,10 @@ def import_command(
     raise typer.Exit(run(source_format, src, output, tokenizer, image_processor, chat_template))
 
 
+DEVICE_HELP = "auto (the first CUDA GPU if any, else cpu), cpu, cuda or cuda:N"
+DTYPE_HELP = "auto (bfloat16 on a GPU, float32 on cpu), float32, bfloat16 or float16"
+
+
 @app.command("eval")
 def evaluate(
     model: Annotated[Path, typer.Option("--model", "-m", help="checkpoint directory")],
@@ -149,11 +153,13 @@ def evaluate(
         Optional[list[str]],  # noqa: UP045
         typer.Option("--option", "-O", help="a benchmark option, e.g. -O mmvet.judge_model=gpt-4o (repeatable)"),
     ] = None,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)] = "auto",
 ) -> None:
     """Evaluate a checkpoint on one or more benchmarks; print tables and write JSON."""
     from tinyllava_cli.commands.evaluate import evaluate as run
 
-    raise typer.Exit(run(model, benchmark, data, limit, batch_size, output, option or []))
+    raise typer.Exit(run(model, benchmark, data, limit, batch_size, output, option or [], device=device, dtype=dtype))
 
 
 @app.command()
@@ -162,11 +168,13 @@ def chat(
     image: Annotated[Optional[Path], typer.Option("--image", "-i", help="image file")] = None,  # noqa: UP045
     max_new_tokens: Annotated[int, typer.Option(help="longest answer")] = 128,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)] = "auto",
 ) -> None:
     """Interactive multi-turn chat about one image. An empty line or /exit ends it."""
     from tinyllava_cli.commands.chat import chat as run
 
-    raise typer.Exit(run(model, image, max_new_tokens, temperature))
+    raise typer.Exit(run(model, image, max_new_tokens, temperature, device=device, dtype=dtype))
 
 
 @app.command()
@@ -177,11 +185,13 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="questions per generate() call")] = 16,
     max_new_tokens: Annotated[int, typer.Option(help="longest answer")] = 128,
     image_root: Annotated[Optional[Path], typer.Option(help="folder image paths are relative to")] = None,  # noqa: UP045
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)] = "auto",
 ) -> None:
     """Answer a JSONL file of questions in batches."""
     from tinyllava_cli.commands.predict import predict as run
 
-    raise typer.Exit(run(model, input, output, batch_size, max_new_tokens, image_root))
+    raise typer.Exit(run(model, input, output, batch_size, max_new_tokens, image_root, device=device, dtype=dtype))
 
 
 def main() -> None:

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tinyllava_cli.commands.common import console, fail
+from tinyllava_cli.commands.common import check_placement, console, fail, load_pipeline
 
 
-def chat(model: Path, image: Path | None, max_new_tokens: int, temperature: float) -> int:
-    from tinyllava.checkpoint.load import CheckpointError
-    from tinyllava.inference import Pipeline
+def chat(model: Path, image: Path | None, max_new_tokens: int, temperature: float, device: str = "auto",
+         dtype: str = "auto") -> int:
     from tinyllava.inference.pipeline import GenerationSettings
 
+    problem = check_placement(device, dtype)
+    if problem:
+        return fail(problem)
     if image is not None and not Path(image).is_file():
         return fail(f"image {image} does not exist")
-    try:
-        pipeline = Pipeline.from_checkpoint(model)
-    except (CheckpointError, FileNotFoundError) as exc:
-        return fail(str(exc))
+    pipeline, problem = load_pipeline(model, device, dtype)
+    if problem:
+        return fail(problem)
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
     history: list[dict[str, str]] = []
     console.print("chat: type a message; an empty line or /exit ends the chat")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tinyllava_cli.commands.common import console, fail
+from tinyllava_cli.commands.common import check_placement, console, fail, load_pipeline
 
 
 def parse_options(benchmarks: list[str], options: list[str]) -> dict[str, dict[str, Any]]:
@@ -25,14 +25,18 @@ def parse_options(benchmarks: list[str], options: list[str]) -> dict[str, dict[s
 
 
 def evaluate(model: Path, benchmarks: list[str], data: Path | None, limit: int | None, batch_size: int,
-             output: Path | None, options: list[str]) -> int:
+             output: Path | None, options: list[str], device: str = "auto", dtype: str = "auto") -> int:
     from pydantic import ValidationError
 
-    from tinyllava.checkpoint.load import CheckpointError
     from tinyllava.eval.runner import run_benchmarks
-    from tinyllava.inference import Pipeline
     from tinyllava.plugins.registry import ComponentNotFoundError, get_registry
     from tinyllava.spec.errors import pydantic_problems
+
+    problem = check_placement(device, dtype)
+    if problem:
+        return fail(problem)
+    if batch_size < 1:
+        return fail(f"--batch-size {batch_size}: give at least 1")
 
     registry = get_registry()
     try:
@@ -44,10 +48,9 @@ def evaluate(model: Path, benchmarks: list[str], data: Path | None, limit: int |
         return fail("bad benchmark option: " + "; ".join(pydantic_problems(exc)))
     except ValueError as exc:
         return fail(str(exc))
-    try:
-        pipeline = Pipeline.from_checkpoint(model)
-    except (CheckpointError, FileNotFoundError) as exc:
-        return fail(str(exc))
+    pipeline, problem = load_pipeline(model, device, dtype)
+    if problem:
+        return fail(problem)
     out = output or (Path(model) / "eval")
     report = run_benchmarks(pipeline, chosen, data_dir=data, limit=limit, batch_size=batch_size,
                             output_dir=out, console=console, registry=registry)

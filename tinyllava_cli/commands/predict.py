@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tinyllava_cli.commands.common import console, fail
+from tinyllava_cli.commands.common import check_placement, console, fail, load_pipeline
 
 
 def read_questions(path: Path, image_root: Path | None) -> list[dict]:
@@ -31,20 +31,22 @@ def read_questions(path: Path, image_root: Path | None) -> list[dict]:
 
 
 def predict(model: Path, input_path: Path, output: Path, batch_size: int, max_new_tokens: int,
-            image_root: Path | None) -> int:
-    from tinyllava.checkpoint.load import CheckpointError
+            image_root: Path | None, device: str = "auto", dtype: str = "auto") -> int:
     from tinyllava.components.benchmark import EvalItem
     from tinyllava.eval.runner import generate_answers
-    from tinyllava.inference import Pipeline
 
+    problem = check_placement(device, dtype)
+    if problem:
+        return fail(problem)
+    if batch_size < 1:
+        return fail(f"--batch-size {batch_size}: give at least 1")
     try:
         rows = read_questions(Path(input_path), image_root)
     except (OSError, ValueError) as exc:
         return fail(str(exc))
-    try:
-        pipeline = Pipeline.from_checkpoint(model)
-    except (CheckpointError, FileNotFoundError) as exc:
-        return fail(str(exc))
+    pipeline, problem = load_pipeline(model, device, dtype)
+    if problem:
+        return fail(problem)
     items = [EvalItem(str(r["id"]), r["question"], r.get("image"), max_new_tokens) for r in rows]
     answers = generate_answers(pipeline, items, batch_size, console)
     with Path(output).open("w") as fh:

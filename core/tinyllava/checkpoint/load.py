@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,10 +85,71 @@ def load_weights(model: Any, file: Path) -> None:
         )
 
 
-def load_checkpoint(path: Path, registry: Any = None, device: str | None = None, dtype: Any = None,
+# initialisers that draw random numbers: pointless for a skeleton whose every weight the checkpoint overwrites
+_RANDOM_INITS = ("uniform_", "normal_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+                 "trunc_normal_", "orthogonal_", "sparse_")
+
+
+def _keep(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+    return tensor
+
+
+@contextmanager
+def skeleton_init() -> Iterator[None]:
+    """Build modules without drawing their random initial weights (half of a tiny model's load time).
+
+    Only the random initialisers become no-ops (torch's, as modules call them, and transformers' table of them);
+    deterministic ones (zeros, ones, copies: buffers such as rotary frequencies) still run, weight tying still
+    happens. Safe because `load_weights` refuses a checkpoint that leaves any parameter unset.
+    """
+    import torch
+
+    try:
+        from transformers import initialization as hf_init
+    except ImportError:  # pragma: no cover - older transformers
+        hf_init = None
+    names = getattr(hf_init, "TORCH_MODULES_TO_PATCH", ("torch.nn.init",))
+    saved: list[tuple[Any, str, Any]] = []
+    for module in {id(m): m for m in [torch.nn.init, *(sys.modules.get(n) for n in names)] if m is not None}.values():
+        for fn in _RANDOM_INITS:
+            if hasattr(module, fn):
+                saved.append((module, fn, getattr(module, fn)))
+                setattr(module, fn, _keep)
+    table = getattr(hf_init, "TORCH_INIT_FUNCTIONS", None)
+    table_saved = {fn: table[fn] for fn in _RANDOM_INITS if table is not None and fn in table}
+    try:
+        if table is not None:
+            table.update({fn: _keep for fn in table_saved})
+        yield
+    finally:
+        for module, fn, original in reversed(saved):
+            setattr(module, fn, original)
+        if table is not None:
+            table.update(table_saved)
+
+
+def _to_dtype(model: Any, dtype: Any) -> Any:
+    """Cast to `dtype`, keeping rotary-embedding frequencies in float32 (as transformers' own loaders do: in bf16
+    they lose the precision that positions far into the sequence need)."""
+    import torch
+
+    model = model.to(dtype)
+    if dtype != torch.float32:
+        for module in model.modules():
+            if type(module).__name__.endswith("RotaryEmbedding"):
+                for key, buf in list(module._buffers.items()):
+                    if buf is not None and buf.is_floating_point():
+                        module._buffers[key] = buf.float()
+    return model
+
+
+def load_checkpoint(path: Path, registry: Any = None, device: Any = None, dtype: Any = None,
                     merge_adapters: bool = False) -> Loaded:
     """Rebuild the model offline. A checkpoint with adapters comes back with its components wrapped in PEFT
     (exactly what was trained), or with the adapters folded into the weights when `merge_adapters` is set.
+
+    `device` and `dtype` (torch objects or their names) place the model; see `tinyllava.inference.device` for the
+    CLI's auto choice. The skeleton is built without random initialisation: the weights come from the file.
     """
     from transformers import AutoImageProcessor, AutoTokenizer
 
@@ -106,13 +170,14 @@ def load_checkpoint(path: Path, registry: Any = None, device: str | None = None,
     template = registry.create("chat_template", comps["chat_template"]["name"], comps["chat_template"]["options"])
     tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
     image_processor = AutoImageProcessor.from_pretrained(path / "image_processor")
-    language_model = llm.from_config(config["text_config"])
-    encoder = tower.from_config(config["vision_config"], image_processor)
-    assembled = assemble(
-        llm, tower, connector,
-        language_model=language_model, tokenizer=tokenizer, encoder=encoder, image_processor=image_processor,
-        image_preprocess=manifest["image_preprocess"], max_length=manifest["max_length"],
-    )
+    with skeleton_init():
+        language_model = llm.from_config(config["text_config"])
+        encoder = tower.from_config(config["vision_config"], image_processor)
+        assembled = assemble(
+            llm, tower, connector,
+            language_model=language_model, tokenizer=tokenizer, encoder=encoder, image_processor=image_processor,
+            image_preprocess=manifest["image_preprocess"], max_length=manifest["max_length"],
+        )
     model = assembled.model
     load_weights(model, path / manifest["weights"])
     adapters = manifest.get("adapters") or {}
@@ -121,8 +186,19 @@ def load_checkpoint(path: Path, registry: Any = None, device: str | None = None,
         if merge_adapters:
             merge(model)
     if dtype is not None:
-        model = model.to(dtype)
+        model = _to_dtype(model, _torch_dtype(dtype))
     if device is not None:
         model = model.to(device)
     model.eval()
     return Loaded(model, tokenizer, image_processor, template, manifest, path)
+
+
+def _torch_dtype(dtype: Any) -> Any:
+    import torch
+
+    if isinstance(dtype, str):
+        named = getattr(torch, dtype, None)
+        if not isinstance(named, torch.dtype):
+            raise ValueError(f"dtype {dtype!r} is not a torch dtype (e.g. float32, bfloat16, float16)")
+        return named
+    return dtype

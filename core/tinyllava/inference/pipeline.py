@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,14 @@ class GenerationSettings:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    cache: str = "auto"  # auto | dynamic | static (see tinyllava.inference.decode)
 
 
 class Pipeline:
     """Wraps a loaded checkpoint. `answer()` takes conversations ending with a human turn."""
+
+    # preprocessed images kept by path (chat re-asks about the same picture every turn)
+    PIXEL_CACHE_SIZE = 64
 
     def __init__(self, loaded: Any) -> None:
         self.loaded = loaded
@@ -28,24 +33,65 @@ class Pipeline:
         self.image_processor = loaded.image_processor
         self.image_seq_len = int(self.model.config.image_seq_len)
         self.image_preprocess = loaded.manifest.get("image_preprocess", "square")
+        param = next(self.model.parameters())
+        self.device = param.device
+        tower_param = next(self.model.vision_tower.parameters(), None)
+        self.pixel_dtype = tower_param.dtype if tower_param is not None else param.dtype
+        self._pixels: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
 
     @classmethod
-    def from_checkpoint(cls, path: Path, device: str | None = None) -> Pipeline:
+    def from_checkpoint(cls, path: Path, device: Any = None, dtype: Any = None) -> Pipeline:
+        """`device`/`dtype`: torch objects, names, or None for the CPU in the checkpoint's precision."""
         from tinyllava.checkpoint import load_checkpoint
 
-        return cls(load_checkpoint(path, device=device))
+        return cls(load_checkpoint(path, device=device, dtype=dtype))
 
     def prompt_ids(self, conversation: list[dict[str, str]]) -> list[int]:
         ids = self.template.generation_prompt(conversation, self.tokenizer)
         out: list[int] = []
         for tok in ids:
-            out += [IMAGE_TOKEN_INDEX] * self.image_seq_len if tok == IMAGE_TOKEN_INDEX else [tok]
+            if tok == IMAGE_TOKEN_INDEX:
+                out.extend([IMAGE_TOKEN_INDEX] * self.image_seq_len)
+            else:
+                out.append(tok)
         return out
 
     def pixel_values(self, image: Any) -> Any:
+        """(3, H, W) float tensor for one image (path or PIL image), as in training."""
         from tinyllava.data.images import open_image, preprocess_image
 
         return preprocess_image(open_image(image), self.image_processor, self.image_preprocess)
+
+    def batch_pixel_values(self, images: list[Any]) -> Any:
+        """(n, 3, H, W) on the model's device, in the tower's dtype. Files are preprocessed once and cached by
+        path, size and modification time."""
+        import torch
+
+        tensors = []
+        for image in images:
+            key = _file_key(image)
+            cached = self._pixels.get(key) if key is not None else None
+            if cached is None:
+                cached = self.pixel_values(image)
+                if key is not None:
+                    self._pixels[key] = cached
+                    while len(self._pixels) > self.PIXEL_CACHE_SIZE:
+                        self._pixels.popitem(last=False)
+            else:
+                self._pixels.move_to_end(key)
+            tensors.append(cached)
+        return torch.stack(tensors).to(device=self.device, dtype=self.pixel_dtype, non_blocking=True)
+
+    def encode_prompts(self, conversations: list[list[dict[str, str]]], images: list[Any]) -> list[list[int]]:
+        """Prompt ids per conversation (image positions expanded); checks the <image> tags against `images`."""
+        rows = [self.prompt_ids(c) for c in conversations]
+        for conv, ids, image in zip(conversations, rows, images, strict=True):
+            has_tag = any(IMAGE_PLACEHOLDER in t.get("value", "") for t in conv)
+            if has_tag != (image is not None):
+                raise ValueError("a conversation must contain <image> exactly when an image is given")
+            if image is not None and IMAGE_TOKEN_INDEX not in ids:
+                raise ValueError("the template dropped the <image> tag")
+        return rows
 
     def answer(
         self,
@@ -54,43 +100,47 @@ class Pipeline:
         settings: GenerationSettings | None = None,
     ) -> list[str]:
         """One answer per conversation; `images[i]` is a path, a PIL image or None."""
+        return self.answer_ids(self.encode_prompts(conversations, images), images, settings)
+
+    def answer_ids(self, rows: list[list[int]], images: list[Any], settings: GenerationSettings | None = None
+                   ) -> list[str]:
+        """Answers for prompts already encoded by `encode_prompts`, generated together (left-padded)."""
         import torch
 
+        from tinyllava.inference.decode import Sampling, decode
+
         settings = settings or GenerationSettings()
-        device = next(self.model.parameters()).device
-        rows = [self.prompt_ids(c) for c in conversations]
-        for conv, ids, image in zip(conversations, rows, images, strict=True):
-            has_tag = any(IMAGE_PLACEHOLDER in t.get("value", "") for t in conv)
-            if has_tag != (image is not None):
-                raise ValueError("a conversation must contain <image> exactly when an image is given")
-            if image is not None and IMAGE_TOKEN_INDEX not in ids:
-                raise ValueError("the template dropped the <image> tag")
         longest = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(rows), longest), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), longest), dtype=torch.long)
         for i, r in enumerate(rows):
-            input_ids[i, longest - len(r):] = torch.tensor(r)
+            input_ids[i, longest - len(r):] = torch.tensor(r, dtype=torch.long)
             mask[i, longest - len(r):] = 1
-        pixels = [self.pixel_values(img) for img in images if img is not None]
-        pixel_values = torch.stack(pixels).to(device) if pixels else None
-        stop = self.template.stop_token_ids(self.tokenizer)
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": settings.max_new_tokens,
-            "eos_token_id": stop,
-            "pad_token_id": pad,
-            "use_cache": True,
-        }
+        present = [img for img in images if img is not None]
+        pixel_values = self.batch_pixel_values(present) if present else None
+        sampling = Sampling()
         if settings.temperature > 0:
+            generator = torch.Generator(device=self.device)
             if settings.seed is not None:
-                torch.manual_seed(settings.seed)
-            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        out = self.model.generate(input_ids.to(device), attention_mask=mask.to(device),
-                                  pixel_values=pixel_values, **kwargs)
-        texts = []
-        for row in out.tolist():
-            cut = next((i for i, t in enumerate(row) if t in stop), len(row))
-            texts.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
-        return texts
+                generator.manual_seed(settings.seed)
+            else:
+                generator.seed()
+            sampling = Sampling(temperature=settings.temperature, top_p=settings.top_p, generator=generator)
+        new_ids = decode(
+            self.model, input_ids.to(self.device), mask.to(self.device), pixel_values,
+            max_new_tokens=settings.max_new_tokens, stop_ids=self.template.stop_token_ids(self.tokenizer),
+            pad_id=pad, sampling=sampling, cache=settings.cache,  # type: ignore[arg-type]
+        )
+        return [text.strip() for text in self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
+
+
+def _file_key(image: Any) -> tuple[str, int, int] | None:
+    """(path, size, mtime) for an image file; None for in-memory images (never cached: they may be mutated)."""
+    if image is None or hasattr(image, "convert"):
+        return None
+    try:
+        stat = Path(image).stat()
+    except (OSError, TypeError):
+        return None
+    return str(Path(image).resolve()), stat.st_size, stat.st_mtime_ns

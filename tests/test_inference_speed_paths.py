@@ -1,0 +1,175 @@
+"""The fast inference paths give the answers the plain ones give: the lean decode loop against transformers'
+generate(), batched against one at a time, static against dynamic cache; a load that skips random init; images
+preprocessed once."""
+
+from __future__ import annotations
+
+import pytest
+
+CONVS = [
+    [{"from": "human", "value": "<image>\nWhat colour is the shape?"}],
+    [{"from": "human", "value": "Hi"}],
+    [{"from": "human", "value": "<image>\nWhere is the red circle at the moment, and how many are there?"}],
+    [{"from": "human", "value": "<image>\nShape?"}],
+    [{"from": "human", "value": "Tell me a long story about squares and circles"}],
+]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    from tinyllava.testing import save_and_reload_tiny
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    built, loaded = save_and_reload_tiny(folder)
+    return folder, built, loaded
+
+
+@pytest.fixture(scope="module")
+def pipe(saved):
+    from tinyllava.inference import Pipeline
+
+    return Pipeline(saved[2])
+
+
+@pytest.fixture(scope="module")
+def images():
+    from PIL import Image
+
+    return [Image.new("RGB", (32, 32), (200, 0, 0)), None, Image.new("RGB", (40, 30), (0, 90, 200)),
+            Image.new("RGB", (32, 32), (0, 200, 0)), None]
+
+
+def _batch(pipe, convs, images):
+    import torch
+
+    rows = pipe.encode_prompts(convs, images)
+    longest = max(map(len, rows))
+    pad = pipe.tokenizer.pad_token_id
+    ids = torch.full((len(rows), longest), pad)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, longest - len(r):] = torch.tensor(r)
+        mask[i, longest - len(r):] = 1
+    present = [im for im in images if im is not None]
+    return ids, mask, pipe.batch_pixel_values(present)
+
+
+def test_decode_equals_transformers_generate(pipe, images):
+    """Same tokens as generate(do_sample=False), stop token cut, for a left-padded batch with and without images."""
+    from tinyllava.inference.decode import decode
+
+    ids, mask, pixels = _batch(pipe, CONVS, images)
+    stop = pipe.template.stop_token_ids(pipe.tokenizer)
+    pad = pipe.tokenizer.pad_token_id
+    reference = pipe.model.generate(ids, attention_mask=mask, pixel_values=pixels, max_new_tokens=12, do_sample=False,
+                                    eos_token_id=stop, pad_token_id=pad, temperature=None, top_p=None, top_k=None)
+    expected = [row[:next((i for i, t in enumerate(row) if t in stop), len(row))] for row in reference.tolist()]
+    for cache in ("dynamic", "static"):
+        got = decode(pipe.model, ids, mask, pixels, max_new_tokens=12, stop_ids=stop, pad_id=pad, cache=cache)
+        assert got == expected, cache
+
+
+def test_stop_token_ends_a_row_and_the_loop(pipe, images):
+    """A row whose first greedy token is declared a stop token answers nothing; when every row has stopped the
+    loop ends (no further forward)."""
+    from tinyllava.inference.decode import decode
+
+    ids, mask, pixels = _batch(pipe, CONVS[:2], images[:2])
+    pad = pipe.tokenizer.pad_token_id
+    free = decode(pipe.model, ids, mask, pixels, max_new_tokens=6, stop_ids=[], pad_id=pad)
+    assert all(len(r) == 6 for r in free)
+    first = free[0][0]
+    calls = []
+    lm = pipe.model.language_model
+    hook = lm.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        got = decode(pipe.model, ids, mask, pixels, max_new_tokens=6, stop_ids=[first], pad_id=pad)
+    finally:
+        hook.remove()
+    assert got[0] == []
+    cut = next((i for i, t in enumerate(free[1]) if t == first), 6)
+    assert got[1] == free[1][:cut]
+    assert len(calls) == 1 + min(cut, 5)  # the prefill, then one forward per step until every row stopped
+
+
+@pytest.mark.parametrize("cache", ["auto", "dynamic", "static"])
+def test_batched_answers_equal_one_at_a_time(pipe, images, cache):
+    from tinyllava.inference.pipeline import GenerationSettings
+
+    settings = GenerationSettings(max_new_tokens=8, cache=cache)
+    single = [pipe.answer([c], [i], settings)[0] for c, i in zip(CONVS, images, strict=True)]
+    assert pipe.answer(CONVS, images, settings) == single
+    assert pipe.answer(CONVS[::-1], images[::-1], settings) == single[::-1]
+
+
+def test_runner_batches_equal_batch_one(pipe, images):
+    """The eval runner's grouping (sorted by length, any batch size) never changes an answer."""
+    from tinyllava.components.benchmark import EvalItem
+    from tinyllava.eval.runner import generate_answers
+
+    items = [EvalItem(f"q{i}", c[0]["value"].replace("<image>\n", ""), im, 6)
+             for i, (c, im) in enumerate(zip(CONVS * 3, images * 3, strict=True))]
+    one = generate_answers(pipe, items, 1)
+    assert generate_answers(pipe, items, 4) == one
+    assert generate_answers(pipe, items, 64) == one
+
+
+def test_sampling_is_seeded_and_top_p_near_zero_is_greedy(pipe, images):
+    from tinyllava.inference.pipeline import GenerationSettings
+
+    greedy = pipe.answer(CONVS, images, GenerationSettings(max_new_tokens=6))
+    hot = GenerationSettings(max_new_tokens=6, temperature=1.5, seed=3)
+    assert pipe.answer(CONVS, images, hot) == pipe.answer(CONVS, images, hot)
+    nucleus = GenerationSettings(max_new_tokens=6, temperature=1.5, top_p=1e-6, seed=4)
+    assert pipe.answer(CONVS, images, nucleus) == greedy
+
+
+def test_load_draws_no_random_initial_weights(saved, monkeypatch):
+    """The skeleton is built without random init (the weights come from the file), and still loads exactly."""
+    import torch
+
+    from tinyllava.checkpoint import load_checkpoint
+
+    folder, built, _ = saved
+    draws = []
+    for name in ("normal_", "uniform_"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, **kwargs):
+            draws.append(tuple(self.shape))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    loaded = load_checkpoint(folder)
+    monkeypatch.undo()
+    assert draws == []
+    torch.manual_seed(0)
+    state = built.model.state_dict()
+    assert state.keys() == loaded.model.state_dict().keys()
+    for key, value in loaded.model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    # random init is back to normal after the load
+    assert not torch.equal(torch.nn.Linear(4, 4).weight, torch.nn.Linear(4, 4).weight)
+
+
+def test_tied_head_is_tied_after_a_fast_load(saved):
+    lm = saved[2].model.language_model
+    assert lm.get_output_embeddings().weight.data_ptr() == lm.get_input_embeddings().weight.data_ptr()
+
+
+def test_image_files_are_preprocessed_once(pipe, tmp_path, monkeypatch):
+    import os
+
+    from PIL import Image
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (32, 32), (10, 20, 30)).save(path)
+    calls = []
+    original = pipe.pixel_values
+    monkeypatch.setattr(pipe, "pixel_values", lambda image: calls.append(image) or original(image))
+    first = pipe.batch_pixel_values([path, str(path)])
+    assert len(calls) == 1 and (first[0] == first[1]).all()
+    Image.new("RGB", (32, 32), (250, 250, 250)).save(path)
+    os.utime(path, ns=(1, 1))  # a changed file (size or modification time) is read again
+    second = pipe.batch_pixel_values([path])
+    assert len(calls) == 2 and not (second[0] == first[0]).all()
