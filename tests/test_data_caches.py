@@ -222,3 +222,29 @@ def test_grouped_sampler_yields_every_sample_once_per_epoch_in_single_modality_b
 
     shuffled = rng.permutation(n).tolist()
     assert padding(grouped_indices(lengths, has_image, batch, 0)) < padding(shuffled) / 3
+
+
+# -- the runner -----------------------------------------------------------------------------------
+
+
+def _run(tmp_path, name, **stage_fields):
+    from tinyllava.spec.runspec import resolve_spec
+    from tinyllava.testing import tiny_run_spec
+    from tinyllava.training.runner import run_training
+
+    raw = tiny_run_spec(tmp_path / "runs", name=name, steps=2, num_images=12)
+    raw["stages"] = raw["stages"][1:]  # the instruct stage
+    raw["stages"][0].update(stage_fields)
+    return run_training(resolve_spec(raw)).stages[0]
+
+
+def test_packing_and_feature_cache_train_like_the_plain_path(tmp_path):
+    plain = _run(tmp_path, "plain", packing=False, feature_cache=False)
+    fast = _run(tmp_path, "fast", packing=True, feature_cache=True)  # fills the feature cache
+    again = _run(tmp_path, "again", packing=True, feature_cache=True)  # reads it
+    assert fast.train_loss == pytest.approx(plain.train_loss, rel=1e-5)
+    assert again.train_loss == pytest.approx(plain.train_loss, rel=1e-5)
+    cache = tmp_path / "runs" / ".cache"
+    assert len(list((cache / "features").rglob("*.safetensors"))) > 0
+    assert len(list((cache / "tokens").iterdir())) == 1  # one tokenisation, reused by the later runs
+    assert (cache / "images.json").is_file()
