@@ -85,7 +85,8 @@ def render_model_card(*, manifest: dict[str, Any], parts: dict[str, Any], report
         + (f"(max logit difference {report.max_logit_diff:.2g} in float32 on a probe prompt)."
            if report.max_logit_diff is not None else "."),
         "Pixels match with transformers' PIL image-processing backend (used when torchvision is not installed, "
-        "or with `AutoProcessor.from_pretrained(path, backend=\"pil\")`).",
+        "or with `AutoProcessor.from_pretrained(path, backend=\"pil\")`). For batched generation pad on the left "
+        "(`processor.tokenizer.padding_side = \"left\"`).",
     ]
     if report.warnings:
         lines += ["", "## Known differences", "", *[f"- {w}" for w in report.warnings]]
