@@ -410,6 +410,7 @@ def _tower_prefixes(llava: Any) -> list[str]:
 def _restore_tower_prefixes(folder: Path, prefixes: list[str]) -> None:
     """Rename `vision_tower.X` to `vision_tower.<prefix>.X` in the saved weights (one file or shards + index):
     the names LLaVA checkpoints have on the Hub, which transformers 5 reads too."""
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     if not prefixes:
@@ -421,9 +422,11 @@ def _restore_tower_prefixes(folder: Path, prefixes: list[str]) -> None:
         return nested + key[len(prefix):] if key.startswith(prefix) and not key.startswith(nested) else key
 
     for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as handle:
+            if all(rename(k) == k for k in handle.keys()):  # noqa: SIM118 - safe_open has no __iter__
+                continue
         state = load_file(str(file))
-        if any(rename(k) != k for k in state):
-            save_file({rename(k): v for k, v in state.items()}, str(file), metadata={"format": "pt"})
+        save_file({rename(k): v for k, v in state.items()}, str(file), metadata={"format": "pt"})
     for index in folder.glob("*.safetensors.index.json"):
         data = json.loads(index.read_text())
         data["weight_map"] = {rename(k): v for k, v in data.get("weight_map", {}).items()}
