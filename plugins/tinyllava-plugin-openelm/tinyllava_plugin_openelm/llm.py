@@ -56,18 +56,18 @@ class OpenELMLLM(LLM):
     """OpenELM 270M / 450M / 1.1B / 3B (and -Instruct), implemented in this plugin; pairs with the `llama` template."""
 
     Options: ClassVar[type[ComponentOptions]] = OpenELMOptions
-
-    def hf_llava_export(self, model: Any) -> Any:
-        from tinyllava.interop.export_contract import refuse
-
-        refuse(self, 'OpenELM is not a transformers architecture (it needs remote code), so plain transformers'
-                     ' cannot build it inside LlavaForConditionalGeneration')
     model_types: ClassVar[tuple[str, ...]] = ("openelm",)
 
     @classmethod
     def factory_chat_template(cls, text_config: dict[str, Any], tokenizer: Any) -> str | None:
         """TinyLLaVA Factory trains OpenELM (with Llama 2's tokenizer) with its `llama` template."""
         return "llama"
+
+    def hf_llava_export(self, model: Any) -> Any:
+        from tinyllava.interop.export_contract import refuse
+
+        refuse(self, 'OpenELM is not a transformers architecture (it needs remote code), so plain transformers'
+                     ' cannot build it inside LlavaForConditionalGeneration')
 
     def _dtype(self) -> Any:
         import torch
