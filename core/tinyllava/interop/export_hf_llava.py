@@ -8,18 +8,20 @@ exported processor gives the same token ids and pixels as this checkpoint, and t
 logits; the folder is written under a temporary name and renamed only when complete.
 
 The image token (the one transformation of the weights, invertible):
-    LLaVA marks image positions with a real token id (`image_token_id`) that its embedding must be able to
-    look up. When the tokenizer has no `<image>` token, the exporter adds `<image>` as a special token; its id
-    is the tokenizer's next free id. When that id is past the embedding (the usual case) the embedding, and
-    an untied lm_head, grow by rows of zeros up to it: the embedding row is never used (image positions are
-    overwritten by image features) and the lm_head row gives logit 0, so `generation_config.json` lists the
-    token in `suppress_tokens`, and generation never emits it. `config.json` records what was done under
-    `tinyllava_export` (`image_token_id`, `original_vocab_size`, `appended_rows`, `added_image_token`): an
-    importer drops the last `appended_rows` rows, and the `<image>` token when `added_image_token`, to get this
-    checkpoint's weights and tokenizer back bit for bit. When the tokenizer already has `<image>`, or its id
-    falls inside a padded vocabulary, no row is appended. The record also keeps the tokenizer's own chat
-    template (`tokenizer_chat_template`; the exported tokenizer carries the processor's Jinja) and
-    `tokenizer_add_bos_token: false` when the export switched off a BOS the template never had (else null).
+    LLaVA marks image positions with a real token id (`image_token_id`) that its embedding must be able to look
+    up: `LlavaModel.forward` embeds `input_ids` before it overwrites the image positions, so an id at or past
+    the vocabulary size fails (transformers 5.24). When the tokenizer has no `<image>` token, the exporter adds
+    `<image>` as a special token; its id is the tokenizer's next free id. When that id is past the embedding
+    (the usual case) the embedding, and an untied lm_head, grow by rows of zeros up to it: the embedding row is
+    never used (image positions are overwritten by image features) and the lm_head row gives logit 0, so
+    `generation_config.json` lists the token in `suppress_tokens`, and generation never emits it. `config.json`
+    records what was done under `tinyllava_export` (`image_token_id`, `original_vocab_size`, `appended_rows`,
+    `added_image_token`): an importer drops the last `appended_rows` rows, and the `<image>` token when
+    `added_image_token`, to get this checkpoint's weights and tokenizer back bit for bit. When the tokenizer
+    already has `<image>`, or its id falls inside a padded vocabulary, no row is appended. The record also keeps
+    the tokenizer's own chat template (`tokenizer_chat_template`; the exported tokenizer carries the processor's
+    Jinja) and `tokenizer_add_bos_token: false` when the export switched off a BOS the template never had (else
+    null).
 
 Key names: the Hub's LLaVA names, which transformers 4 and 5 (and vLLM) read: `language_model.model.*`,
 `language_model.lm_head.*` (untied heads only), `vision_tower.*` (with the tower's own 4.x prefix restored,
