@@ -23,7 +23,8 @@ The image token (the one transformation of the weights, invertible):
     Jinja) and `tokenizer_add_bos_token: false` when the export switched off a BOS the template never had (else
     null).
 
-Key names: the Hub's LLaVA names, which transformers 4 and 5 (and vLLM) read: `language_model.model.*`,
+Key names: those of the Hub's LLaVA checkpoints (transformers 4's layout, which loaders written for it expect;
+transformers 5 reads them too, tested; transformers 4 and vLLM are not installed here): `language_model.model.*`,
 `language_model.lm_head.*` (untied heads only), `vision_tower.*` (with the tower's own 4.x prefix restored,
 `vision_tower.vision_model.*` for CLIP and SigLIP; transformers 5's `save_pretrained` leaves it out) and
 `multi_modal_projector.*`. Other 4.x renames of a tower (DINOv2's attention names) are not undone.
