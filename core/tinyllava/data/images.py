@@ -18,11 +18,15 @@ def expand_to_square(image: Any, fill: tuple[int, int, int]) -> Any:
 
 
 def preprocess_image(image: Any, processor: Any, mode: str) -> Any:
-    """PIL image -> (3, H, W) float tensor. `pad` letterboxes with the processor's mean colour first."""
+    """PIL image -> (3, H, W) float tensor. `pad` letterboxes with the processor's mean colour first.
+
+    The fill is `int(mean * 255)` (truncated, not rounded), as TinyLLaVA Factory's `expand2square` and
+    transformers' `LlavaImageProcessor` compute it, so imported and exported models see the same pixels.
+    """
     image = image.convert("RGB")
     if mode == "pad":
         mean = getattr(processor, "image_mean", None) or [0.5, 0.5, 0.5]
-        image = expand_to_square(image, tuple(int(round(m * 255)) for m in mean))
+        image = expand_to_square(image, tuple(int(m * 255) for m in mean))
     elif mode != "square":
         raise ValueError(f"unknown image_preprocess {mode!r}; use 'square' or 'pad'")
     return processor(images=image, return_tensors="pt")["pixel_values"][0]

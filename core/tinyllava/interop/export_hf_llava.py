@@ -234,8 +234,8 @@ def _check_pixels(tower: Any, ours_processor: Any, mode: str, llava_processor: A
             mean = list(getattr(ours_processor, "image_mean", []) or [])
             warnings.append(
                 "pad preprocessing: transformers' LlavaImageProcessor fills the padding with "
-                f"int(mean * 255) = {[int(m * 255) for m in mean]}, this checkpoint was trained with "
-                f"{[int(round(m * 255)) for m in mean]}; non-square images differ by 1/255 in the padding "
+                f"int(mean * 255) = {[int(m * 255) for m in mean]}, this checkpoint's own preprocessing pads "
+                f"differently; non-square images differ in the padding "
                 f"(max pixel difference {float((ours - theirs).abs().max()):.3g} after normalisation)"
             )
     return warnings
