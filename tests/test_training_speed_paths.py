@@ -200,9 +200,99 @@ def test_supervised_head_under_lora_and_checkpointing():
     _assert_same(model, _batch(model, seed=2))
 
 
-def test_eval_mode_keeps_full_logits(tiny):
-    model = tiny.eval()
-    batch = _batch(model)
+def test_eval_mode_and_no_grad_keep_full_logits(tiny):
+    batch = _batch(tiny)
     with torch.no_grad():
-        out = model(**batch)
-    assert out.logits.shape[:2] == batch["input_ids"].shape
+        assert tiny.eval()(**batch).logits.shape[:2] == batch["input_ids"].shape
+        assert tiny.train()(**batch).logits.shape[:2] == batch["input_ids"].shape
+    tiny.eval()
+
+
+# -- frozen weights in the compute dtype, multi-tensor AdamW ------------------------------------------
+
+
+def test_cast_frozen_casts_only_frozen_weights_and_restores_them_exactly():
+    from tinyllava.training.parameters import cast_frozen, restore_frozen
+
+    model = _build()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.vision_tower.requires_grad_(False)
+    changed = cast_frozen(model, torch.bfloat16, skip=("connector",))
+    assert changed and all(p.dtype == torch.bfloat16 for p in model.vision_tower.parameters())
+    assert all(p.dtype == torch.float32 for p in model.language_model.parameters())  # trains
+    model.connector.requires_grad_(False)
+    assert all(p.dtype == torch.float32 for p in model.connector.parameters())  # skipped
+    model.train()
+    model(**_batch(model)).loss.backward()  # a bf16 tower feeds an fp32 connector without autocast
+    restore_frozen(changed)
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("vision_tower."))  # bit for bit
+
+
+class _Batches(torch.utils.data.Dataset):
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def _trainer(model, tmp_path, **args):
+    from transformers import TrainingArguments
+
+    from tinyllava.spec.runspec import StageSpec
+    from tinyllava.training.parameters import apply_tuning
+    from tinyllava.training.trainer import TinyLlavaTrainer
+
+    stage = StageSpec.model_validate({"name": "s", "recipe": "base", "data": {"json_path": "x.json"},
+                                      "tune": {"llm": "frozen", "vision_tower": "frozen", "connector": "full"}})
+    groups = apply_tuning(model, stage)
+    batch = _batch(model)
+    items = [{k: v[i] for k, v in batch.items()} for i in range(3)]
+    training_args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=3, max_steps=2,
+                                      report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
+                                      remove_unused_columns=False, **args)
+    return TinyLlavaTrainer(model=model, args=training_args, train_dataset=_Batches(items), param_groups=groups,
+                            data_collator=lambda xs: {k: torch.stack([x[k] for x in xs]) for k in xs[0]})
+
+
+def test_bf16_stage_trains_with_frozen_weights_in_bf16_and_gives_them_back(tmp_path):
+    from transformers import TrainerCallback
+
+    model = _build()
+    seen: dict[str, torch.dtype] = {}
+
+    class Look(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            seen["tower"] = next(model.vision_tower.parameters()).dtype
+            seen["llm"] = next(model.language_model.parameters()).dtype
+            seen["connector"] = next(model.connector.parameters()).dtype
+
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("connector.")}
+    trainer = _trainer(model, tmp_path, bf16=True)
+    trainer.add_callback(Look())
+    trainer.train()
+    assert seen == {"tower": torch.bfloat16, "llm": torch.bfloat16, "connector": torch.float32}
+    after = model.state_dict()
+    assert all(after[k].dtype == torch.float32 and torch.equal(after[k], v) for k, v in frozen.items())
+
+
+def test_fp32_stage_keeps_every_weight_in_fp32_and_uses_fused_adamw(tmp_path):
+    model = _build()
+    trainer = _trainer(model, tmp_path)
+    trainer.train()
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert trainer.optimizer.defaults.get("fused") is True
+
+
+def test_multi_tensor_adamw_keeps_an_explicit_choice():
+    from tinyllava.training.trainer import multi_tensor_adamw
+
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(2))]}]
+    assert multi_tensor_adamw(groups, {}) == {"fused": True}
+    assert multi_tensor_adamw(groups, {"foreach": False}) == {}
+    meta = [{"params": [torch.nn.Parameter(torch.zeros(2, device="meta"))]}]
+    assert multi_tensor_adamw(meta, {}) == {"foreach": True}

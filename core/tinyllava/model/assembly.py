@@ -116,8 +116,9 @@ class TinyLlavaForConditionalGeneration(PreTrainedModel):
         **kwargs: Any,
     ) -> Any:
         """`image_features` (the tower's outputs, e.g. from a feature cache) replace `pixel_values`: only the
-        connector runs. In training the LM head runs at the supervised positions only (the returned logits
-        are then those positions', (1, n_trained, V)); in eval mode the LM computes everything as usual."""
+        connector runs. In training (train mode, autograd on, labels given) the LM head runs at the supervised
+        positions only: the returned logits are those positions', (1, n_trained, V). Otherwise (eval mode,
+        no_grad, no labels) the LM computes every position as usual."""
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("give input_ids or inputs_embeds")
@@ -126,7 +127,7 @@ class TinyLlavaForConditionalGeneration(PreTrainedModel):
             kwargs["past_key_values"] = past_key_values
         if use_cache is not None:
             kwargs["use_cache"] = use_cache
-        if labels is not None and self.training and self.supervised_head_only:
+        if labels is not None and self.training and torch.is_grad_enabled() and self.supervised_head_only:
             head = self.language_model.get_output_embeddings()
             if head is not None:
                 return self._supervised_forward(head, inputs_embeds, attention_mask, position_ids, labels, kwargs)

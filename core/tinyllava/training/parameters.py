@@ -269,6 +269,37 @@ def prune_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def cast_frozen(model: nn.Module, dtype: Any, skip: tuple[str, ...] = ()) -> dict[Any, Any]:
+    """Cast every frozen float parameter to `dtype` (the stage's compute dtype); returns {param: original}.
+
+    Under autocast a frozen fp32 weight is cast again at every use (and again in a checkpointed
+    recompute): autocast caches only the casts of weights that train. Trainable parameters stay in
+    their dtype (the optimizer's master weights). Components named in `skip` (QLoRA ones, whose norms
+    peft keeps in float32 on purpose) are left alone. The originals are kept (in host memory) so that
+    `restore_frozen` puts back exactly the weights the stage started with: a frozen weight never changes.
+    """
+    import torch
+
+    skipped: set[int] = set()
+    for component in skip:
+        skipped |= {id(p) for p in component_module(model, component).parameters()}
+    originals: dict[Any, Any] = {}
+    for param in model.parameters():
+        if (param.requires_grad or id(param) in skipped or not param.is_floating_point() or param.dtype == dtype
+                or param.dtype not in (torch.float32, torch.float64)):
+            continue
+        original = param.data
+        param.data = original.to(dtype)
+        originals[param] = original.cpu()  # the same tensor on the CPU; a copy off an accelerator
+    return originals
+
+
+def restore_frozen(originals: dict[Any, Any]) -> None:
+    """Put back the weights `cast_frozen` replaced, bit for bit."""
+    for param, original in originals.items():
+        param.data = original.to(param.device)
+
+
 def parameter_table(model: nn.Module, stage: Any) -> list[tuple[str, int, int, str]]:
     """(component, total, trainable, mode) rows with real element counts.
 

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
+from tinyllava.training.parameters import COMPONENTS, cast_frozen, component_module, restore_frozen
+
 TRAINABLE_WEIGHTS = "model.safetensors"
 
 
@@ -24,6 +26,23 @@ class TinyLlavaTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self._param_groups = param_groups
 
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """Train with the frozen weights in the compute dtype (bf16 stages); the originals are put back after."""
+        changed = self._cast_frozen_weights()
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            restore_frozen(changed)
+
+    def _cast_frozen_weights(self) -> dict[Any, Any]:
+        if not self.args.bf16 or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return {}  # fp32 stages, and engines that manage dtypes themselves
+        dtype = torch.bfloat16
+        quantized = tuple(c for c in COMPONENTS if any(
+            getattr(p, "quant_state", None) is not None or p.dtype in (torch.uint8, torch.int8)
+            for p in component_module(self.model, c).parameters()))
+        return cast_frozen(self.model, dtype, skip=quantized)
+
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
             groups = [dict(g) for g in self._param_groups]
@@ -38,6 +57,8 @@ class TinyLlavaTrainer(Trainer):
             else:
                 optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model or self.model)
                 kwargs.pop("lr", None)
+                if optimizer_cls is torch.optim.AdamW:
+                    kwargs.update(multi_tensor_adamw(groups, kwargs))
                 self.optimizer = optimizer_cls(groups, lr=groups[0]["lr"], **kwargs)
         return self.optimizer
 
@@ -78,6 +99,22 @@ class TinyLlavaTrainer(Trainer):
                 f"unexpected {unexpected[:3]}); was the stage's `tune` changed? Resume needs the same spec"
             )
         model.load_state_dict(state, strict=False)
+
+
+def multi_tensor_adamw(groups: list[dict[str, Any]], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """AdamW's fused kernel where every parameter's device and dtype has one, else its foreach one.
+
+    One kernel over all tensors instead of a Python loop over parameters; an explicit choice in
+    `kwargs` (e.g. from `optim`) is kept.
+    """
+    if kwargs.get("fused") is not None or kwargs.get("foreach") is not None:
+        return {}
+    params = [p for g in groups for p in g["params"]]
+    fused_devices = {"cpu", "cuda", "mps", "xpu"}
+    fused_dtypes = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
+    if params and all(p.device.type in fused_devices and p.dtype in fused_dtypes for p in params):
+        return {"fused": True}
+    return {"foreach": True}
 
 
 class ParameterTableCallback(TrainerCallback):
