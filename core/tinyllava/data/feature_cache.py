@@ -30,7 +30,8 @@ def tower_fingerprint(model: Any, image_processor: Any, image_preprocess: str, c
         t = tensor.detach().cpu().contiguous()
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer itself: no copy of a large tower
     settings = {
         "format": FORMAT_VERSION,
         "tower_spec": model.config.components.get("vision_tower"),
