@@ -173,3 +173,34 @@ def test_image_files_are_preprocessed_once(pipe, tmp_path, monkeypatch):
     os.utime(path, ns=(1, 1))  # a changed file (size or modification time) is read again
     second = pipe.batch_pixel_values([path])
     assert len(calls) == 2 and not (second[0] == first[0]).all()
+
+
+def test_shared_prompt_start_runs_once_and_changes_nothing(pipe, images):
+    """The system prompt every row starts with is run once (batch 1) and its keys/values reused by every row and
+    every later call; the answers are those of the plain path."""
+    from tinyllava.inference.decode import decode
+
+    ids, mask, pixels = _batch(pipe, CONVS, images)
+    stop = pipe.template.stop_token_ids(pipe.tokenizer)
+    pad = pipe.tokenizer.pad_token_id
+    plain = decode(pipe.model, ids, mask, pixels, max_new_tokens=8, stop_ids=stop, pad_id=pad)
+    lengths = []
+    hook = pipe.model.language_model.register_forward_hook(
+        lambda module, args, kwargs, out: lengths.append(kwargs["inputs_embeds"].shape[1])
+        if kwargs.get("inputs_embeds") is not None else None, with_kwargs=True)
+    store: dict = {}
+    try:
+        for cache in ("dynamic", "static"):
+            got = decode(pipe.model, ids, mask, pixels, max_new_tokens=8, stop_ids=stop, pad_id=pad, cache=cache,
+                         shared_prefix=pipe.template_prefix, prefix_store=store)
+            assert got == plain, cache
+    finally:
+        hook.remove()
+    shared = lengths[0]
+    assert shared == len(pipe.template_prefix) >= 4 and len(store) == 1
+    assert lengths == [shared, ids.shape[1] - shared, ids.shape[1] - shared]  # the prefix once, then only the rest
+    single = [decode(pipe.model, ids[i:i + 1, ids.shape[1] - int(mask[i].sum()):], mask[i:i + 1, ids.shape[1]
+                     - int(mask[i].sum()):], None if images[i] is None else pipe.batch_pixel_values([images[i]]),
+                     max_new_tokens=8, stop_ids=stop, pad_id=pad, shared_prefix=pipe.template_prefix,
+                     prefix_store=store)[0] for i in range(len(CONVS))]
+    assert single == plain and len(store) == 1

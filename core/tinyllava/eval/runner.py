@@ -16,24 +16,27 @@ from tinyllava.inference.pipeline import GenerationSettings, Pipeline
 
 def generate_answers(pipeline: Pipeline, items: list[EvalItem], batch_size: int,
                      console: Console | None = None) -> dict[str, str]:
-    """Greedy answers; items are grouped by prompt length so batches pad little. Order-independent."""
+    """Greedy answers. Prompts are tokenised up front and grouped by token count, so a batch pads little (often
+    not at all: then attention needs no mask). Order-independent: an answer never depends on its batch."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     def convo(item: EvalItem) -> list[dict[str, str]]:
         text = f"<image>\n{item.prompt}" if item.image is not None else item.prompt
         return [{"from": "human", "value": text}]
 
-    keyed = sorted(items, key=lambda it: (it.image is None, it.max_new_tokens, len(it.prompt), it.item_id))
+    rows = pipeline.encode_prompts([convo(it) for it in items], [it.image for it in items])
+    order = sorted(range(len(items)), key=lambda i: (items[i].image is None, items[i].max_new_tokens,
+                                                     len(rows[i]), items[i].item_id))
     answers: dict[str, str] = {}
     with Progress(TextColumn("[bold]answering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
-        task = progress.add_task("answering", total=len(keyed))
-        for start in range(0, len(keyed), batch_size):
-            batch = keyed[start:start + batch_size]
-            settings = GenerationSettings(max_new_tokens=max(it.max_new_tokens for it in batch))
-            texts = pipeline.answer([convo(it) for it in batch], [it.image for it in batch], settings)
-            for it, text in zip(batch, texts, strict=True):
-                answers[it.item_id] = text
+        task = progress.add_task("answering", total=len(order))
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            settings = GenerationSettings(max_new_tokens=max(items[i].max_new_tokens for i in batch))
+            texts = pipeline.answer_ids([rows[i] for i in batch], [items[i].image for i in batch], settings)
+            for i, text in zip(batch, texts, strict=True):
+                answers[items[i].item_id] = text
             progress.update(task, advance=len(batch))
     return answers
 

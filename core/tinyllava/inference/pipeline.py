@@ -17,6 +17,7 @@ class GenerationSettings:
     top_p: float = 1.0
     seed: int | None = None
     cache: str = "auto"  # auto | dynamic | static (see tinyllava.inference.decode)
+    share_prefix: bool = True  # run the prompt start all rows share (the system prompt) once, reuse its keys/values
 
 
 class Pipeline:
@@ -38,6 +39,8 @@ class Pipeline:
         tower_param = next(self.model.vision_tower.parameters(), None)
         self.pixel_dtype = tower_param.dtype if tower_param is not None else param.dtype
         self._pixels: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
+        self._prefix_states: dict = {}
+        self._template_prefix: list[int] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: Path, device: Any = None, dtype: Any = None) -> Pipeline:
@@ -93,6 +96,18 @@ class Pipeline:
                 raise ValueError("the template dropped the <image> tag")
         return rows
 
+    @property
+    def template_prefix(self) -> list[int]:
+        """The prompt start every conversation shares (BOS, system prompt): what three unlike first questions
+        have in common, less its last token (a question's first word may merge with it)."""
+        if self._template_prefix is None:
+            from tinyllava.inference.decode import common_prefix
+
+            probes = [f"{IMAGE_PLACEHOLDER}\nWhat is this?", "hello", "Zebra 42, (x)"]
+            rows = [self.template.generation_prompt([{"from": "human", "value": v}], self.tokenizer) for v in probes]
+            self._template_prefix = common_prefix(rows)[:-1]
+        return self._template_prefix
+
     def answer(
         self,
         conversations: list[list[dict[str, str]]],
@@ -131,6 +146,7 @@ class Pipeline:
             self.model, input_ids.to(self.device), mask.to(self.device), pixel_values,
             max_new_tokens=settings.max_new_tokens, stop_ids=self.template.stop_token_ids(self.tokenizer),
             pad_id=pad, sampling=sampling, cache=settings.cache,  # type: ignore[arg-type]
+            shared_prefix=self.template_prefix if settings.share_prefix else None, prefix_store=self._prefix_states,
         )
         return [text.strip() for text in self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
 
