@@ -248,3 +248,16 @@ def test_packing_and_feature_cache_train_like_the_plain_path(tmp_path):
     assert len(list((cache / "features").rglob("*.safetensors"))) > 0
     assert len(list((cache / "tokens").iterdir())) == 1  # one tokenisation, reused by the later runs
     assert (cache / "images.json").is_file()
+
+
+def test_stage_data_fields_are_validated():
+    from tinyllava.spec.runspec import StageSpec
+
+    stage = StageSpec(name="s")
+    assert stage.packing and stage.feature_cache and not stage.group_by_length and stage.dataloader_workers == 0
+    with pytest.raises(ValueError, match="dataloader_workers"):
+        StageSpec(name="s", dataloader_workers=-1)
+    with pytest.raises(ValueError, match="pack_length"):
+        StageSpec(name="s", pack_length=2)
+    with pytest.raises(ValueError, match="packing_rows"):
+        StageSpec(name="s", packing_rows=2)  # unknown fields are refused
