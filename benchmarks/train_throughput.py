@@ -51,6 +51,7 @@ class Meter:
         self.pad_token_id: int | None = None
         self.step_begin: list[float] = []
         self.step_end: list[float] = []
+        self.step_cpu: list[float] = []  # this process's CPU seconds (all its threads) at each step's end
         self.samples: list[int] = []
         self.real_tokens: list[int] = []
         self.slots: list[int] = []
@@ -93,6 +94,7 @@ class Meter:
 
     def end_step(self) -> None:
         self.step_end.append(time.perf_counter())
+        self.step_cpu.append(time.process_time())
         self.samples.append(self._step["samples"])
         self.real_tokens.append(self._step["real"])
         self.slots.append(self._step["slots"])
@@ -188,6 +190,7 @@ def child(args: argparse.Namespace) -> int:
         "startup_s": (meter.step_begin[0] - started) if meter.step_begin else None,
         "step_begin": [t - started for t in meter.step_begin],
         "step_end": [t - started for t in meter.step_end],
+        "step_cpu": meter.step_cpu,
         "samples": meter.samples, "real_tokens": meter.real_tokens, "slots": meter.slots,
         "supervised_tokens": meter.supervised, "images_encoded": meter.images_encoded,
         "images_in_batches": meter.images_in_batches, "losses": meter.losses,
@@ -214,6 +217,8 @@ def summarise(raw: dict[str, Any], warmup: int) -> dict[str, Any]:
     span = ends[-1] - ends[warmup]
     steady = slice(warmup + 1, None)
     steps = [b - a for a, b in zip(ends[warmup:-1], ends[warmup + 1:], strict=True)]
+    cpu = raw["step_cpu"]
+    cpu_steps = [b - a for a, b in zip(cpu[warmup:-1], cpu[warmup + 1:], strict=True)]
     slots, real = sum(raw["slots"]), sum(raw["real_tokens"])
     return {
         "samples_per_s": sum(samples[steady]) / span,
@@ -224,6 +229,7 @@ def summarise(raw: dict[str, Any], warmup: int) -> dict[str, Any]:
         "peak_rss_mb": raw["peak_rss_mb"],
         "startup_s": raw["startup_s"],
         "step_ms_median": 1000 * statistics.median(steps),
+        "cpu_ms_median": 1000 * statistics.median(cpu_steps),
         "steps": len(ends),
         "samples": sum(samples),
         "final_loss": raw["losses"][-1] if raw["losses"] else None,
@@ -250,8 +256,8 @@ def _spec_file(specs: Path, stage: str, data_dir: Path, work: Path) -> Path:
     return out
 
 
-def run_once(spec: Path, overrides: list[str], args: argparse.Namespace, label: str, profile: Path | None = None
-             ) -> dict[str, Any]:
+def run_once(spec: Path, overrides: list[str], args: argparse.Namespace, label: str, profile: Path | None = None,
+             src: Path | None = None) -> dict[str, Any]:
     """One fresh process training one stage; returns its raw figures (and keeps its log)."""
     result = args.work / "results" / f"{label}.json"
     log = args.work / "logs" / f"{label}.log"
@@ -267,7 +273,7 @@ def run_once(spec: Path, overrides: list[str], args: argparse.Namespace, label: 
         cmd.append("--full-logits")
     if profile is not None:
         cmd += ["--profile", str(profile)]
-    env = {**os.environ, "PYTHONPATH": _pythonpath(args.src), "TINYLLAVA_BENCH_T0": repr(time.time())}
+    env = {**os.environ, "PYTHONPATH": _pythonpath(src), "TINYLLAVA_BENCH_T0": repr(time.time())}
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
     with open(log, "w") as handle:
@@ -298,6 +304,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--isolate", action="store_true",
                    help="every run in its own output folder (no cache shared with earlier runs)")
     p.add_argument("--src", type=Path, default=None, help="run another checkout's code (its core, CLI, plugins)")
+    p.add_argument("--ab-src", type=Path, default=None,
+                   help="a B variant that runs this checkout's code (e.g. the code before a change); "
+                        "combines with --ab")
     p.add_argument("--profile", action="store_true", help="torch.profiler over --profile-steps steps of each run")
     p.add_argument("--profile-steps", type=int, default=3)
     p.add_argument("--json", type=Path, default=None, help="write every figure here (default: WORK/summary.json)")
@@ -341,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     variants: dict[str, list[str]] = {"A": []}
-    if args.ab:
-        variants["B"] = list(args.ab)
+    if args.ab or args.ab_src:
+        variants["B"] = list(args.ab or [])
+    sources = {"A": args.src, "B": args.ab_src or args.src}
     specs = {s: _spec_file(args.specs, s, args.data_dir, args.work) for s in STAGES}
     print(f"work folder: {args.work}", flush=True)
 
@@ -351,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         label = "prep-pretrain"
         print("an unmeasured pretrain run makes the finetune stages' starting checkpoint ...", flush=True)
         run_once(specs["pretrain"], [*_run_overrides(args, "pretrain", label, None), "stages.0.max_steps=5"],
-                 args, label)
+                 args, label, src=args.src)
         init_from = _final(args, label)
 
     runs: list[dict[str, Any]] = []
@@ -361,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"{stage}-{variant}-{rep}"
                 profile = args.work / "profiles" / label if args.profile else None
                 raw = run_once(specs[stage], [*_run_overrides(args, stage, label, init_from), *extra], args, label,
-                               profile)
+                               profile, sources[variant])
                 figures = summarise(raw, args.warmup)
                 runs.append({"stage": stage, "variant": variant, "repeat": rep, "overrides": extra, **figures,
                              "raw": raw})
@@ -388,7 +398,7 @@ def aggregate(runs: list[dict[str, Any]], stages: list[str], variants: dict[str,
     """Per stage and variant: medians over repeats; B/A ratios from the interleaved pairs."""
     rows = []
     keys = ["samples_per_s", "real_tokens_per_s", "padding_fraction", "images_encoded", "peak_rss_mb",
-            "startup_s", "step_ms_median", "final_loss"]
+            "startup_s", "step_ms_median", "cpu_ms_median", "final_loss"]
     for stage in stages:
         for variant in variants:
             mine = [r for r in runs if r["stage"] == stage and r["variant"] == variant]
@@ -401,6 +411,7 @@ def aggregate(runs: list[dict[str, Any]], stages: list[str], variants: dict[str,
                 pairs = [(a, b) for a in runs for b in mine
                          if a["stage"] == stage and a["variant"] == "A" and a["repeat"] == b["repeat"]]
                 row["ratio_to_A"] = _geomean([b["samples_per_s"] / a["samples_per_s"] for a, b in pairs])
+                row["cpu_ratio_to_A"] = _geomean([a["cpu_ms_median"] / b["cpu_ms_median"] for a, b in pairs])
             rows.append(row)
     return rows
 
@@ -413,7 +424,7 @@ def show(summary: dict[str, Any], args: argparse.Namespace) -> None:
     table = Table(title="training throughput (steady state after "
                         f"{args.warmup} steps; median of {args.repeat} interleaved run(s))")
     cols = ["stage", "variant", "samples/s", "real tok/s", "padding", "images enc.", "peak RSS", "start-up",
-            "step ms", "vs original", *(["B/A"] if ab else []), "loss"]
+            "step ms", "CPU ms", "vs original", *(["B/A", "B/A CPU"] if ab else []), "loss"]
     for col in cols:
         table.add_column(col, justify="left" if col in ("stage", "variant") else "right")
     def num(row: dict[str, Any], key: str, fmt: str) -> str:
@@ -423,15 +434,16 @@ def show(summary: dict[str, Any], args: argparse.Namespace) -> None:
         table.add_row(
             row["stage"], row["variant"], num(row, "samples_per_s", ".2f"), num(row, "real_tokens_per_s", ".0f"),
             f"{100 * row['padding_fraction']:.1f}%", num(row, "images_encoded", ".0f"), f"{row['peak_rss_mb']:.0f} MB",
-            f"{row['startup_s']:.2f} s", num(row, "step_ms_median", ".0f"),
+            f"{row['startup_s']:.2f} s", num(row, "step_ms_median", ".0f"), num(row, "cpu_ms_median", ".0f"),
             f"{row['vs_original']:.2f}x ({ORIGINAL[row['stage']]})",
-            *([f"{row['ratio_to_A']:.3f}" if "ratio_to_A" in row else ""] if ab else []),
+            *([num(row, "ratio_to_A", ".3f"), num(row, "cpu_ratio_to_A", ".3f")] if ab else []),
             num(row, "final_loss", ".4f"),
         )
     console = Console(width=max(Console().width, 150))
     console.print(table)
     if ab:
-        console.print(f"variant B: {' '.join(summary['variants']['B'])}")
+        b_src = f" with the code of {args.ab_src}" if args.ab_src else ""
+        console.print(f"variant B: {' '.join(summary['variants']['B']) or 'no override'}{b_src}")
 
 
 if __name__ == "__main__":
