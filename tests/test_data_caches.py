@@ -261,3 +261,18 @@ def test_stage_data_fields_are_validated():
         StageSpec(name="s", pack_length=2)
     with pytest.raises(ValueError, match="packing_rows"):
         StageSpec(name="s", packing_rows=2)  # unknown fields are refused
+
+
+def test_group_by_length_stage_draws_batches_from_the_grouped_sampler(tmp_path, monkeypatch):
+    drawn = []
+    original = ModalityLengthGroupedSampler.__iter__
+
+    def spy(self):
+        order = list(original(self))
+        drawn.append(order)
+        return iter(order)
+
+    monkeypatch.setattr(ModalityLengthGroupedSampler, "__iter__", spy)
+    result = _run(tmp_path, "grouped", packing=False, group_by_length=True)
+    assert result.steps == 2 and result.train_loss == result.train_loss  # trained, loss not NaN
+    assert drawn and sorted(drawn[0]) == list(range(len(drawn[0])))
