@@ -120,11 +120,12 @@ def child(args: argparse.Namespace) -> None:
     from tinyllava.eval.runner import generate_answers
     from tinyllava.inference import Pipeline
 
+    dtype = None if args.dtype == "float32" else getattr(torch, args.dtype)
     t = time.perf_counter()
-    loaded = load_checkpoint(Path(args.checkpoint))
+    loaded = load_checkpoint(Path(args.checkpoint), dtype=dtype)
     load_s = time.perf_counter() - t
     t = time.perf_counter()
-    load_checkpoint(Path(args.checkpoint))
+    load_checkpoint(Path(args.checkpoint), dtype=dtype)
     load_warm_s = time.perf_counter() - t
     pipeline = Pipeline(loaded)
     if args.questions:
@@ -193,7 +194,7 @@ def run_child(args: argparse.Namespace, label: str, checkpoint: Path, questions:
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--checkpoint", str(checkpoint),
            "--batch-size", str(batch_size), "--result", str(result), "--threads", str(args.threads),
-           "--n", str(args.n)]
+           "--n", str(args.n), "--dtype", args.dtype]
     if questions is not None:
         cmd += ["--questions", str(questions)]
     if not args.no_warmup:
@@ -274,6 +275,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=200, help="questions per workload")
     p.add_argument("--max-new-tokens", type=int, default=16, help="reference workload: new tokens per answer")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="compute dtype of the loaded model (the CPU default is float32)")
     p.add_argument("--repeat", type=int, default=1, help="interleaved repetitions")
     p.add_argument("--src", type=Path, default=None, help="also run another checkout's code and report ratios")
     p.add_argument("--shapes-checkpoint", type=Path, default=None,
@@ -329,7 +332,8 @@ def main(argv: list[str] | None = None) -> None:
                           f"(warm {raw['load_warm_s']:.3f}s)", flush=True)
     rows = summarise(runs, compare=args.src is not None)
     print_table(rows, compare=args.src is not None, n=args.n)
-    summary = {"rows": rows, "runs": runs, "threads": args.threads, "n": args.n, "work": str(args.work)}
+    summary = {"rows": rows, "runs": runs, "threads": args.threads, "n": args.n, "dtype": args.dtype,
+               "work": str(args.work)}
     (args.work / "summary.json").write_text(json.dumps(summary, indent=2))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
