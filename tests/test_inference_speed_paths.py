@@ -204,3 +204,40 @@ def test_shared_prompt_start_runs_once_and_changes_nothing(pipe, images):
                      max_new_tokens=8, stop_ids=stop, pad_id=pad, shared_prefix=pipe.template_prefix,
                      prefix_store=store)[0] for i in range(len(CONVS))]
     assert single == plain and len(store) == 1
+
+
+SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+         "num_key_value_heads": 1}
+FAMILIES = {
+    "phi3": {"name": "phi", "config": {"model_type": "phi3", **SMALL}, "tokenizer_vocab_size": 300},
+    "qwen3": {"name": "qwen", "config": {"model_type": "qwen3", "head_dim": 16, **SMALL}, "tokenizer_vocab_size": 300},
+    # a sliding window shorter than the prompts: no shared prefix there (padding would eat into the window)
+    "gemma2": {"name": "gemma", "config": {"model_type": "gemma2", **SMALL, "head_dim": 16, "sliding_window": 8},
+               "tokenizer_vocab_size": 300},
+    "openelm": {"name": "openelm", "config": {
+        "model_dim": 32, "head_dim": 8, "num_transformer_layers": 2, "num_gqa_groups": 2,
+        "qkv_multipliers": [0.5, 1.0], "ffn_multipliers": [0.5, 4.0], "ffn_dim_divisor": 16,
+        "share_input_output_layers": True}, "tokenizer_vocab_size": 300},
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_llm_family_answers_alike_batched_single_and_through_generate(family, images, tmp_path):
+    from tinyllava.inference import Pipeline
+    from tinyllava.inference.decode import _full_attention_only
+    from tinyllava.inference.pipeline import GenerationSettings
+    from tinyllava.testing import save_and_reload_tiny
+
+    _, loaded = save_and_reload_tiny(tmp_path, llm=FAMILIES[family])
+    pipe = Pipeline(loaded)
+    assert _full_attention_only(pipe.model.language_model) == (family != "gemma2")
+    settings = GenerationSettings(max_new_tokens=6)
+    batched = pipe.answer(CONVS, images, settings)
+    assert batched == [pipe.answer([c], [i], settings)[0] for c, i in zip(CONVS, images, strict=True)]
+    ids, mask, pixels = _batch(pipe, CONVS, images)
+    stop = pipe.template.stop_token_ids(pipe.tokenizer)
+    reference = pipe.model.generate(ids, attention_mask=mask, pixel_values=pixels, max_new_tokens=6, do_sample=False,
+                                    eos_token_id=stop, pad_token_id=pipe.tokenizer.pad_token_id, temperature=None,
+                                    top_p=None, top_k=None)
+    rows = [row[:next((i for i, t in enumerate(row) if t in stop), len(row))] for row in reference.tolist()]
+    assert batched == [t.strip() for t in pipe.tokenizer.batch_decode(rows, skip_special_tokens=True)]

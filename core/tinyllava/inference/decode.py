@@ -73,6 +73,18 @@ def common_prefix(rows: list[list[int]]) -> list[int]:
     return first[:n]
 
 
+def _full_attention_only(lm: Any) -> bool:
+    """Whether every layer attends to the whole past. A sliding window counts cache slots, so padding placed after
+    a shared prefix would eat into it: such models run the plain left-padded way."""
+    from transformers import DynamicCache
+
+    try:
+        layers = DynamicCache(config=lm.config).layers
+    except Exception:  # noqa: BLE001 - a config transformers cannot read: be safe
+        return False
+    return all(type(layer).__name__ == "DynamicLayer" for layer in layers)
+
+
 def _prefix_states(model: Any, prefix: list[int], store: dict, device: Any) -> list[tuple[Any, Any]]:
     """Keys and values of each layer for `prefix` alone (batch 1), computed once per model, dtype and device."""
     import torch
@@ -118,7 +130,8 @@ def decode(
     batch = input_ids.shape[0]
     device = input_ids.device
     shared = 0
-    if prefix_store is not None and shared_prefix and len(shared_prefix) >= MIN_SHARED_PREFIX:
+    if (prefix_store is not None and shared_prefix and len(shared_prefix) >= MIN_SHARED_PREFIX
+            and _full_attention_only(lm)):
         lengths = attention_mask.sum(-1).tolist()
         width = input_ids.shape[1]
         rows = [input_ids[i, width - n:].tolist() for i, n in enumerate(lengths)]
