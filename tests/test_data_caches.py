@@ -254,7 +254,7 @@ def test_stage_data_fields_are_validated():
     from tinyllava.spec.runspec import StageSpec
 
     stage = StageSpec(name="s")
-    assert stage.packing and stage.feature_cache and not stage.group_by_length and stage.dataloader_workers == 0
+    assert stage.packing and stage.feature_cache and not stage.group_by_length and stage.dataloader_workers is None
     with pytest.raises(ValueError, match="dataloader_workers"):
         StageSpec(name="s", dataloader_workers=-1)
     with pytest.raises(ValueError, match="pack_length"):
@@ -276,3 +276,18 @@ def test_group_by_length_stage_draws_batches_from_the_grouped_sampler(tmp_path, 
     result = _run(tmp_path, "grouped", packing=False, group_by_length=True)
     assert result.steps == 2 and result.train_loss == result.train_loss  # trained, loss not NaN
     assert drawn and sorted(drawn[0]) == list(range(len(drawn[0])))
+
+
+def test_default_dataloader_workers_use_only_cores_the_torch_threads_leave(monkeypatch):
+    from tinyllava.spec.runspec import StageSpec
+    from tinyllava.training.runner import dataloader_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert dataloader_workers(StageSpec(name="s"), use_cuda=False) == 0  # every core computes
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert dataloader_workers(StageSpec(name="s"), use_cuda=False) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert dataloader_workers(StageSpec(name="s"), use_cuda=True) == 4
+    assert dataloader_workers(StageSpec(name="s"), use_cuda=True, world_size=8) == 1
+    assert dataloader_workers(StageSpec(name="s", dataloader_workers=0), use_cuda=True) == 0

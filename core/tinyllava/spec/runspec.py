@@ -266,8 +266,10 @@ class StageSpec(StrictModel):
         description="batches of one modality (image or text-only) and similar length, shuffled (less padding; "
         "every sample still once per epoch)",
     )
-    dataloader_workers: int = Field(
-        0, ge=0, description="background processes that read and preprocess images (0: in the training process)"
+    dataloader_workers: int | None = Field(
+        None, ge=0,
+        description="background processes that read and preprocess images (0: in the training process; default: "
+        "as many as there are cores left over by the torch threads, up to 4, so none on a fully used CPU)",
     )
     feature_cache: bool = Field(
         True,

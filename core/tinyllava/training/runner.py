@@ -223,6 +223,20 @@ def _feature_cache(spec: RunSpec, stage: StageSpec, model: Any, dataset: Any, im
     return FeatureResolver(cache)
 
 
+def dataloader_workers(stage: StageSpec, use_cuda: bool, world_size: int = 1) -> int:
+    """The stage's dataloader_workers, or by default the cores this process's torch threads leave free (up to 4):
+    image decoding then overlaps compute without taking a core from it (measured on the reference workload, one
+    thread on two cores: 1.15x pretrain, 1.2x finetune; with every core computing a worker only competes)."""
+    if stage.dataloader_workers is not None:
+        return stage.dataloader_workers
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cores // max(world_size, 1)
+    busy = 1 if use_cuda else torch.get_num_threads()
+    return max(0, min(4, per_process - busy))
+
+
 def _stage_trainer_class(base: type, sampler: Any, resolver: Any) -> type:
     """The Trainer with this stage's sampler (None: the Trainer's own) and feature resolver (None: none)."""
     if sampler is None and resolver is None:
@@ -453,6 +467,7 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
                           f"text-only and image samples: a text-only batch will stall DDP; leave it unset[/]")
 
     resolver = _feature_cache(spec, stage, model, dataset, images, image_processor, settings, ds_config, console)
+    workers = dataloader_workers(stage, use_cuda, procs.world_size)
     sampler = None
     if stage.group_by_length:
         from tinyllava.data.sampler import ModalityLengthGroupedSampler
@@ -481,8 +496,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
         seed=spec.seed + index,
         data_seed=spec.seed + index,
         remove_unused_columns=False,
-        dataloader_num_workers=stage.dataloader_workers,
-        dataloader_persistent_workers=stage.dataloader_workers > 0,
+        dataloader_num_workers=workers,
+        dataloader_persistent_workers=workers > 0,
         bf16=stage.bf16,
         disable_tqdm=True,
         use_cpu=not use_cuda,
