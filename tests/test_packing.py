@@ -14,8 +14,8 @@ from tinyllava.data.packing import plan_rows, row_capacity
 from tinyllava.model.build import build_fresh
 from tinyllava.plugins.registry import get_registry
 from tinyllava.spec.runspec import ModelSpec
-from tinyllava.training.packed_attention import _Calls, can_switch, varlen_attention
 from tinyllava.testing import TINY_MODEL
+from tinyllava.training.packed_attention import _Calls, can_switch, varlen_attention
 
 CONVERSATIONS = [
     ("What shape is it?", "a red circle", True),
@@ -182,3 +182,14 @@ def test_the_runner_picks_varlen_attention_for_an_sdpa_llm(assembled):
 
     assert packed_attention_mode(assembled.model) == "varlen"
     assert assembled.model.language_model.config._attn_implementation == "sdpa"
+
+
+def test_an_llm_not_on_sdpa_gets_the_dense_block_mask(assembled):
+    from tinyllava.training.runner import packed_attention_mode
+
+    config = assembled.model.language_model.config
+    config._attn_implementation_internal = "eager"
+    try:
+        assert packed_attention_mode(assembled.model) == "dense"
+    finally:
+        config._attn_implementation_internal = "sdpa"
