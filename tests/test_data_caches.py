@@ -278,16 +278,14 @@ def test_group_by_length_stage_draws_batches_from_the_grouped_sampler(tmp_path, 
     assert drawn and sorted(drawn[0]) == list(range(len(drawn[0])))
 
 
-def test_default_dataloader_workers_use_only_cores_the_torch_threads_leave(monkeypatch):
+def test_default_dataloader_workers_only_on_cuda(monkeypatch):
     from tinyllava.spec.runspec import StageSpec
     from tinyllava.training.runner import dataloader_workers
 
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert dataloader_workers(StageSpec(name="s"), use_cuda=False) == 0  # every core computes
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
-    assert dataloader_workers(StageSpec(name="s"), use_cuda=False) == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert dataloader_workers(StageSpec(name="s"), use_cuda=False) == 0  # the CPU computes: no worker
     assert dataloader_workers(StageSpec(name="s"), use_cuda=True) == 4
     assert dataloader_workers(StageSpec(name="s"), use_cuda=True, world_size=8) == 1
-    assert dataloader_workers(StageSpec(name="s", dataloader_workers=0), use_cuda=True) == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
+    assert dataloader_workers(StageSpec(name="s"), use_cuda=True, world_size=2) == 0
+    assert dataloader_workers(StageSpec(name="s", dataloader_workers=2), use_cuda=False) == 2

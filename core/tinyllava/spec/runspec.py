@@ -269,7 +269,7 @@ class StageSpec(StrictModel):
     dataloader_workers: int | None = Field(
         None, ge=0,
         description="background processes that read and preprocess images (0: in the training process; default: "
-        "as many as there are cores left over by the torch threads, up to 4, so none on a fully used CPU)",
+        "on CUDA one per spare core up to 4, on CPU none, where a worker takes time from the compute threads)",
     )
     feature_cache: bool = Field(
         True,
