@@ -152,7 +152,7 @@ def freeze_unreachable(model: Any, batch: dict[str, Any]) -> list[str]:
     import torch
 
     device = next(model.parameters()).device
-    batch = {k: v.to(device) for k, v in batch.items()}
+    batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}  # flags such as use_cache
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     devices = [torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
