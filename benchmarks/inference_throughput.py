@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from checkouts import checkout_pythonpath  # benchmarks/ is on sys.path: it is the script's folder
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 ORIGINAL_BATCH1 = (7.0, 8.7)  # TinyLLaVA Factory, reference workload, answers/s at batch 1 (2 cores, quiet)
@@ -179,14 +181,6 @@ def child(args: argparse.Namespace) -> None:
 # -- the parent: interleaving, tables -----------------------------------------------------------------------------
 
 
-def _pythonpath(src: Path | None) -> str:
-    parts = []
-    if src is not None:
-        parts += [str(src / "core"), str(src)]
-        parts += [str(p) for p in sorted((src / "plugins").glob("tinyllava-plugin-*")) if p.is_dir()]
-    if os.environ.get("PYTHONPATH"):
-        parts.append(os.environ["PYTHONPATH"])
-    return os.pathsep.join(parts)
 
 
 def run_child(args: argparse.Namespace, label: str, checkpoint: Path, questions: Path | None, batch_size: int,
@@ -205,7 +199,7 @@ def run_child(args: argparse.Namespace, label: str, checkpoint: Path, questions:
     if args.profile:
         cmd += ["--profile-to", str(args.work / "profiles" / f"{label}.txt")]
         (args.work / "profiles").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": _pythonpath(src), "OMP_NUM_THREADS": str(args.threads),
+    env = {**os.environ, "PYTHONPATH": checkout_pythonpath(src), "OMP_NUM_THREADS": str(args.threads),
            "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with open(log, "w") as handle:
         code = subprocess.call(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=args.work)

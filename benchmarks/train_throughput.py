@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from checkouts import checkout_pythonpath  # benchmarks/ is on sys.path: it is the script's folder
+
 HERE = Path(__file__).resolve().parent
 STAGES = {"pretrain": "pretrain.yaml", "finetune": "finetune.yaml", "lora": "finetune-lora.yaml"}
 # TinyLLaVA Factory on this workload (2 cores, quiet, 2 threads, gradient checkpointing on), samples/s
@@ -237,15 +239,6 @@ def summarise(raw: dict[str, Any], warmup: int) -> dict[str, Any]:
     }
 
 
-def _pythonpath(src: Path | None) -> str:
-    """Another checkout's core, CLI and plugins first on the path (the editable installs come after)."""
-    parts = []
-    if src is not None:
-        parts += [str(src / "core"), str(src)]
-        parts += [str(p) for p in sorted((src / "plugins").glob("tinyllava-plugin-*")) if p.is_dir()]
-    if os.environ.get("PYTHONPATH"):
-        parts.append(os.environ["PYTHONPATH"])
-    return os.pathsep.join(parts)
 
 
 def _spec_file(specs: Path, stage: str, data_dir: Path, work: Path) -> Path:
@@ -273,7 +266,7 @@ def run_once(spec: Path, overrides: list[str], args: argparse.Namespace, label: 
         cmd.append("--full-logits")
     if profile is not None:
         cmd += ["--profile", str(profile)]
-    env = {**os.environ, "PYTHONPATH": _pythonpath(src), "TINYLLAVA_BENCH_T0": repr(time.time())}
+    env = {**os.environ, "PYTHONPATH": checkout_pythonpath(src), "TINYLLAVA_BENCH_T0": repr(time.time())}
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
     with open(log, "w") as handle:
