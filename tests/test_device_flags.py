@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tinyllava.inference.device import DeviceError, check_device_name, check_dtype_name, resolve, resolve_dtype
+from tinyllava.testing.timeouts import SUBPROCESS_TIMEOUT_S
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ def test_misspelt_device_fails_before_torch_is_imported(tmp_path):
              "sys.argv = ['tinyllava', 'eval', '--model', 'nowhere', '-b', 'shapes', '--device', 'gpu']\n"
              "try:\n    main()\nexcept SystemExit as e:\n"
              "    print('RESULT=' + json.dumps([e.code, 'torch' in sys.modules]))\n")
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
                           env={**os.environ, "COLUMNS": "250"})
     result = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT="))[7:])
     assert result == [2, False]

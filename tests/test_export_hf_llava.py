@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from tinyllava.constants import IMAGE_TOKEN_INDEX
+from tinyllava.testing.timeouts import SUBPROCESS_TIMEOUT_S
 from tinyllava.testing.tiny import TINY_MODEL
 
 LAYERS = {"num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2, "hidden_size": 32,
@@ -272,7 +273,7 @@ new = model.generate(**inputs, max_new_tokens=6)[0, inputs["input_ids"].shape[1]
 assert not any(m.startswith("tinyllava") for m in sys.modules), "tinyllava was imported"
 print(json.dumps({{"last": last, "new": new, "ids": inputs["input_ids"][0].tolist()}}))
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])

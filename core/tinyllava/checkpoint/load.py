@@ -100,7 +100,9 @@ def skeleton_init() -> Iterator[None]:
 
     Only the random initialisers become no-ops (torch's, as modules call them, and transformers' table of them);
     deterministic ones (zeros, ones, copies: buffers such as rotary frequencies) still run, weight tying still
-    happens. Safe because `load_weights` refuses a checkpoint that leaves any parameter unset.
+    happens. Safe because `load_weights` refuses a checkpoint that leaves any parameter unset. Narrower than
+    transformers' `no_init_weights`, which also disables the deterministic initialisers and
+    `PreTrainedModel.init_weights` as a whole.
     """
     import torch
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +38,6 @@ def truncate(ids: list[int], labels: list[int], max_length: int) -> tuple[list[i
             cut -= 1
     kept = ids[:cut]
     return kept, labels[:cut], IMAGE_TOKEN_INDEX in kept
-
-
-@dataclass
-class EncodedSample:
-    input_ids: list[int]
-    labels: list[int]
-    image: str | None
 
 
 class SupervisedDataset(torch.utils.data.Dataset):
@@ -94,15 +86,6 @@ class SupervisedDataset(torch.utils.data.Dataset):
         """Serve cached tower features (and every image's key) from now on; see feature_cache."""
         self.feature_cache = cache
         self.image_keys = image_keys
-
-    @property
-    def samples(self) -> list[EncodedSample]:
-        """The samples as lists (compact ids); for inspection, not for the training loop."""
-        return [EncodedSample(*self._arrays(i), self.images[i]) for i in range(len(self))]
-
-    def _arrays(self, index: int) -> tuple[list[int], list[int]]:
-        a, b = int(self.data.offsets[index]), int(self.data.offsets[index + 1])
-        return self.data.ids[a:b].tolist(), self.data.labels[a:b].tolist()
 
     def has_image(self, index: int) -> bool:
         return self.images[index] is not None

@@ -199,7 +199,7 @@ def tower_droppable(encoder: Any) -> Any:
     """Weights an HFVisionEncoder leaves out by design: layers above the selected one and pooling heads."""
     import re
 
-    kept = len(encoder.model.get_submodule(_layers_path(encoder)))
+    kept = len(encoder.model.get_submodule(encoder.layers_path))
 
     def droppable(key: str) -> bool:
         match = re.search(r"encoder\.layers\.(\d+)\.", key)
@@ -208,16 +208,6 @@ def tower_droppable(encoder: Any) -> Any:
         return key.startswith(("head.", "vision_model.head."))
 
     return droppable
-
-
-def _layers_path(encoder: Any) -> str:
-    for path in ("vision_model.encoder.layers", "encoder.layers"):
-        try:
-            encoder.model.get_submodule(path)
-            return path
-        except AttributeError:
-            continue
-    raise ImportFailed(f"the vision encoder {type(encoder.model).__name__} has no encoder.layers")
 
 
 def file_hash(files: list[Path]) -> str:

@@ -50,6 +50,7 @@ class HFVisionEncoder(nn.Module):
         if index < total:  # drop layers whose output is never used
             _set_attr(model, layers_path, nn.ModuleList(list(layers)[:index]))
         self.model = model
+        self.layers_path = layers_path  # where the (kept) layers live, for importers and exporters
         self.feature_index = index
         # with no layer left, transformers records no hidden state: catch the encoder's input instead
         self._encoder_input: torch.Tensor | None = None

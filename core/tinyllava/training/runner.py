@@ -207,7 +207,7 @@ def _feature_cache(spec: RunSpec, stage: StageSpec, model: Any, dataset: Any, im
 
     if not stage.feature_cache or ds_config is not None or not any(dataset.has_image(i) for i in range(len(dataset))):
         return None
-    if any(p.requires_grad for p in model.vision_tower.parameters()):
+    if model.tower_trains():
         return None
     reason = tower_is_deterministic(model)
     if reason is not None:
