@@ -50,7 +50,7 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
 def make_tokenizer(family: str) -> Any:
-    from tinyllava_plugin_native.tokenizer import TokenizerSpec, build_family_tokenizer
+    from tinyllava.kits.tokenizers import TokenizerSpec, build_family_tokenizer
 
     f = FAMILIES[family]
     spec = TokenizerSpec(special=f["special"], bos=f["bos"], eos=f["eos"], unk=f["unk"], pad=f["pad"],

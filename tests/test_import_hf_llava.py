@@ -33,7 +33,7 @@ TOWERS = {"clip": "CLIPVisionConfig", "siglip": "SiglipVisionConfig"}
 
 
 def make_tokenizer(llm: str) -> Any:
-    from tinyllava_plugin_native.tokenizer import TokenizerSpec, build_family_tokenizer
+    from tinyllava.kits.tokenizers import TokenizerSpec, build_family_tokenizer
 
     f = LLMS[llm]
     spec = TokenizerSpec(special=(*f["special"], "<image>"), bos=f["bos"], eos=f["eos"], unk=f["unk"],

@@ -39,6 +39,15 @@ def registry() -> Any:
     return get_registry()
 
 
+def family_tokenizer(llm_name: str, model_type: str) -> Any:
+    """The local tokenizer (vocab 300) of `llm_name`'s member `model_type` that its tests' golden ids are made
+    with: learnt from the Factory prompt, so that a conversation takes few ids."""
+    from tinyllava.kits.tokenizers import build_family_tokenizer
+
+    spec = registry().create("llm", llm_name, {"config": {}}).tokenizer_spec(model_type)
+    return build_family_tokenizer(spec, list(FACTORY_CORPUS), 300)
+
+
 class FactoryTemplateChecks:
     """Golden render, ids, labels, generation prompt and stop ids of a TinyLLaVA Factory template.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tinyllava_plugin_native.testing import gguf_roundtrip_test
 
 from tinyllava.constants import IMAGE_TOKEN_INDEX
 from tinyllava.plugins.registry import get_registry
@@ -14,6 +13,7 @@ from tinyllava.testing.families import (
     check_native_template,
     check_refused_before_weights,
 )
+from tinyllava.testing.gguf import gguf_roundtrip_test
 
 # Golden ids for the local Gemma tokenizer below (vocab 300; `<pad>` 0, `<eos>` 1, `<bos>` 2, `<unk>` 3). The
 # prefix is BOS + the system prompt + " USER: "; then the image and "\nWhat is this? ASSISTANT:" (masked),
@@ -33,7 +33,7 @@ MEMBERS = [("gemma", "GemmaForCausalLM"), ("gemma2", "Gemma2ForCausalLM"), ("gem
 
 
 def gemma_tokenizer():
-    from tinyllava_plugin_native.testing import family_tokenizer
+    from tinyllava.testing.families import family_tokenizer
 
     return family_tokenizer("gemma", "gemma")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from tinyllava_plugin_native.family import FamilyLLM
-from tinyllava_plugin_native.tokenizer import TokenizerSpec
+from tinyllava.kits.hf_family import FamilyLLM
+from tinyllava.kits.tokenizers import TokenizerSpec
 
 # Gemma's turn format, written for the local test tokenizer: bos, then `<start_of_turn>{role}\n{content}<end_of_turn>\n`
 # per turn, where the assistant's role is called `model`.

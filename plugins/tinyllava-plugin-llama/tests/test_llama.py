@@ -32,7 +32,7 @@ TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num
 
 
 def llama_tokenizer(corpus: tuple[str, ...] = FACTORY_CORPUS):
-    from tinyllava_plugin_llama.tokenizer import build_byte_tokenizer
+    from tinyllava.kits.tokenizers import build_byte_tokenizer
 
     return build_byte_tokenizer(list(corpus), 300)
 

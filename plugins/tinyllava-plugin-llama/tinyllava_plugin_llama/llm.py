@@ -52,10 +52,10 @@ class LlamaLLM(LLM):
 
         opts: LlamaOptions = self.options  # type: ignore[assignment]
         if opts.config is not None:
-            from tinyllava_plugin_llama.template import SYSTEM
-            from tinyllava_plugin_llama.tokenizer import build_byte_tokenizer
+            from tinyllava.kits.factory_templates import FACTORY_PROMPT_CORPUS
+            from tinyllava.kits.tokenizers import build_byte_tokenizer
 
-            corpus = [SYSTEM, "USER: ", " ASSISTANT: ", *opts.tokenizer_corpus]
+            corpus = [*FACTORY_PROMPT_CORPUS, *opts.tokenizer_corpus]
             tokenizer = build_byte_tokenizer(corpus, opts.tokenizer_vocab_size)
             config = LlamaConfig(
                 **{

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from tinyllava.templates.segmented import SegmentedTemplate
-
-SYSTEM = (
-    "A chat between a curious user and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the user's questions."
-)
+from tinyllava.kits.factory_templates import FactoryTemplate
 
 
-class LlamaTemplate(SegmentedTemplate):
-    system: ClassVar[str] = SYSTEM
+class LlamaTemplate(FactoryTemplate):
     eos: ClassVar[str] = "</s>"
     add_bos: ClassVar[bool] = True
-
-    def hf_llava_export(self, tokenizer: Any) -> str:
-        """The same prompt as Jinja, for an exported processor."""
-        from tinyllava.interop.export_jinja import segmented_jinja
-
-        return segmented_jinja(self, tokenizer)

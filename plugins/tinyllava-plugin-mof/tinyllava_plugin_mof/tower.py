@@ -1,7 +1,8 @@
 """MoF (Mixture of Features) vision tower: CLIP and DINOv2 on the same pixels, tokens interleaved.
 
-Import-light like every component module; the two towers are the clip and dinov2 plugins' own, so
-loading, feature selection and register handling behave exactly as when each is used alone.
+Import-light like every component module; the two towers are the clip and dinov2 plugins' own, fetched
+through the registry (a plugin never imports another plugin), so loading, feature selection and register
+handling behave exactly as when each is used alone.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
-from tinyllava_plugin_clip.tower import CLIPTower
-from tinyllava_plugin_dinov2.tower import Dinov2Tower
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.vision_tower import FeatureSelectionOptions, VisionParts, VisionTower
@@ -19,6 +18,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from tinyllava_plugin_mof.modules import MoFEncoder
 
 SHARED = ("feature_layer", "feature_strategy", "final_norm")
+
+
+def tower_class(name: str) -> type[VisionTower]:
+    """The `clip` or `dinov2` tower class, as their plugins register it."""
+    from tinyllava.plugins.registry import get_registry
+
+    return get_registry().component_class("vision_tower", name)  # type: ignore[return-value]
 
 
 class MoFOptions(FeatureSelectionOptions):
@@ -47,8 +53,8 @@ class MoFOptions(FeatureSelectionOptions):
         for_dinov2 = sorted({"image_mean", "image_std"} & set(self.dinov2))
         if for_dinov2:
             raise ValueError(f"dinov2.{for_dinov2[0]}: mof prepares pixels with the clip processor only")
-        CLIPTower.Options.model_validate({**self.clip, **shared})
-        Dinov2Tower.Options.model_validate({**self.dinov2, **shared})
+        tower_class("clip").Options.model_validate({**self.clip, **shared})
+        tower_class("dinov2").Options.model_validate({**self.dinov2, **shared})
         return self
 
 
@@ -62,11 +68,11 @@ class MoFTower(VisionTower):
 
         refuse(self, 'it runs two towers (CLIP and DINOv2) and interleaves their tokens; LLaVA has one tower')
 
-    def _towers(self) -> tuple[CLIPTower, Dinov2Tower]:
+    def _towers(self) -> tuple[Any, Any]:
         opts: MoFOptions = self.options  # type: ignore[assignment]
         shared = {key: getattr(opts, key) for key in SHARED}
-        clip = CLIPTower({**opts.clip, **shared}, name="clip")
-        return clip, Dinov2Tower({**opts.dinov2, **shared}, name="dinov2")
+        clip = tower_class("clip")({**opts.clip, **shared}, name="clip")
+        return clip, tower_class("dinov2")({**opts.dinov2, **shared}, name="dinov2")
 
     def _combine(self, clip: Any, dinov2: Any, image_processor: Any) -> MoFEncoder:
         from tinyllava_plugin_mof.modules import MoFEncoder

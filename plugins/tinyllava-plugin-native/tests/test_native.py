@@ -45,7 +45,7 @@ ANSWER2 = [263, 85, 2]  # "Yes<|im_end|>"
 
 
 def chatml_tokenizer(jinja: str | None = CHATML):
-    from tinyllava_plugin_native.tokenizer import TokenizerSpec, build_family_tokenizer
+    from tinyllava.kits.tokenizers import TokenizerSpec, build_family_tokenizer
 
     spec = TokenizerSpec(special=("<|endoftext|>", "<|im_start|>", "<|im_end|>"), eos="<|endoftext|>",
                          chat_template=jinja)
@@ -187,7 +187,7 @@ class TestNativeMarkedConformance(ChatTemplateConformance):
 
 
 def test_tokenizer_spec_roles_must_be_special_tokens():
-    from tinyllava_plugin_native.tokenizer import TokenizerSpec
+    from tinyllava.kits.tokenizers import TokenizerSpec
 
     with pytest.raises(ValueError, match="must be one of the special tokens"):
         TokenizerSpec(special=("<eos>",), eos="</s>")

@@ -52,7 +52,7 @@ def test_random_build_uses_llama_special_ids_and_pad_is_unk():
 
 
 def test_prepare_tokenizer_sets_pad_to_unk_when_missing():
-    from tinyllava_plugin_llama.tokenizer import build_byte_tokenizer
+    from tinyllava.kits.tokenizers import build_byte_tokenizer
 
     llm = get_registry().create("llm", "openelm", OPTIONS)
     tok = build_byte_tokenizer(["hello world"], 300)

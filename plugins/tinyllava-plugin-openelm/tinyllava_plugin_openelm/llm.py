@@ -93,10 +93,10 @@ class OpenELMLLM(LLM):
 
             tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer)
         else:
-            from tinyllava_plugin_llama.template import SYSTEM
-            from tinyllava_plugin_llama.tokenizer import build_byte_tokenizer
+            from tinyllava.kits.factory_templates import FACTORY_PROMPT_CORPUS
+            from tinyllava.kits.tokenizers import build_byte_tokenizer
 
-            corpus = [SYSTEM, "USER: ", " ASSISTANT: ", *opts.tokenizer_corpus]
+            corpus = [*FACTORY_PROMPT_CORPUS, *opts.tokenizer_corpus]
             tokenizer = build_byte_tokenizer(corpus, opts.tokenizer_vocab_size)
             tokenizer.pad_token = tokenizer.unk_token  # as OpenELM is used: Llama 2's tokenizer, pad = unk
         fields = dict(opts.config or {})

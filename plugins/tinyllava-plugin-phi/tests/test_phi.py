@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tinyllava_plugin_native.testing import gguf_roundtrip_test
 
 from tinyllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from tinyllava.plugins.registry import get_registry
@@ -16,6 +15,7 @@ from tinyllava.testing.families import (
     check_options_need_exactly_one_source,
     check_refused_before_weights,
 )
+from tinyllava.testing.gguf import gguf_roundtrip_test
 
 # Golden ids for the local Phi-2 tokenizer below (vocab 300, `<|endoftext|>` = 0). No BOS: the prefix is
 # the system prompt + " USER: "; then the image, "\nWhat is this? ASSISTANT:" (masked), " A cat.<|endoftext|>"
@@ -34,7 +34,7 @@ TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num
 
 
 def phi_tokenizer(model_type: str = "phi"):
-    from tinyllava_plugin_native.testing import family_tokenizer
+    from tinyllava.testing.families import family_tokenizer
 
     return family_tokenizer("phi", model_type)
 
@@ -54,7 +54,7 @@ class TestPhiTemplate(FactoryTemplateChecks, ChatTemplateConformance):
 
 
 def test_template_refuses_a_tokenizer_without_endoftext(template):
-    from tinyllava_plugin_llama.tokenizer import build_byte_tokenizer
+    from tinyllava.kits.tokenizers import build_byte_tokenizer
 
     with pytest.raises(ValueError, match="pick the template made for this LLM family"):
         template.check_tokenizer(build_byte_tokenizer([FACTORY_SYSTEM], 300))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from tinyllava_plugin_native.family import FamilyLLM
-from tinyllava_plugin_native.tokenizer import TokenizerSpec
+from tinyllava.kits.hf_family import FamilyLLM
+from tinyllava.kits.tokenizers import TokenizerSpec
 
 # Written for the local test tokenizer (not Microsoft's text): `<|role|>\n{content}<|end|>\n` per turn.
 PHI3_CHAT = (

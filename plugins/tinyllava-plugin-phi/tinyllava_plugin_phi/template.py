@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from tinyllava_plugin_native.family import FactoryTemplate
+from tinyllava.kits.factory_templates import FactoryTemplate
 
 
 class PhiTemplate(FactoryTemplate):

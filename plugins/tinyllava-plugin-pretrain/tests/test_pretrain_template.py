@@ -7,7 +7,7 @@ from tinyllava.plugins.registry import get_registry
 
 
 def test_caption_is_trained_and_the_question_dropped():
-    from tinyllava_plugin_llama.tokenizer import build_byte_tokenizer
+    from tinyllava.kits.tokenizers import build_byte_tokenizer
 
     tok = build_byte_tokenizer(["A cat."], 300)
     template = get_registry().create("chat_template", "pretrain", {})
@@ -28,6 +28,6 @@ class TestPretrainConformance(ChatTemplateConformance):
     conversation = [{"from": "human", "value": "<image>\nDescribe."}, {"from": "gpt", "value": "A cat."}]
 
     def make_tokenizer(self):
-        from tinyllava_plugin_llama.tokenizer import build_byte_tokenizer
+        from tinyllava.kits.tokenizers import build_byte_tokenizer
 
         return build_byte_tokenizer(["A cat."], 300)

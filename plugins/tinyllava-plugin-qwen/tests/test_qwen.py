@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tinyllava_plugin_native.testing import gguf_roundtrip_test
 
 from tinyllava.constants import IMAGE_TOKEN_INDEX
 from tinyllava.plugins.registry import get_registry
@@ -15,6 +14,7 @@ from tinyllava.testing.families import (
     check_native_template,
     check_refused_before_weights,
 )
+from tinyllava.testing.gguf import gguf_roundtrip_test
 
 # Golden ids for the local Qwen tokenizer below (vocab 300; `<|endoftext|>` = 0, `<|im_start|>` = 1,
 # `<|im_end|>` = 2). No BOS: the prefix is the system prompt + " USER: "; then the image and
@@ -34,7 +34,7 @@ TINY3 = {"model_type": "qwen3", "head_dim": 16, **TINY}
 
 
 def qwen_tokenizer(model_type: str = "qwen2"):
-    from tinyllava_plugin_native.testing import family_tokenizer
+    from tinyllava.testing.families import family_tokenizer
 
     return family_tokenizer("qwen", model_type)
 
@@ -61,7 +61,7 @@ class TestQwen2InstructTemplate(TestQwen2BaseTemplate):
 
 
 def test_tokenizer_quirks_no_unk_and_pad_is_endoftext(tokenizer):
-    from tinyllava_plugin_native.tokenizer import TokenizerSpec, build_family_tokenizer
+    from tinyllava.kits.tokenizers import TokenizerSpec, build_family_tokenizer
 
     llm = get_registry().create("llm", "qwen", {"config": TINY, "tokenizer_vocab_size": 300})
     assert tokenizer.bos_token is None and tokenizer.unk_token is None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tinyllava_plugin_native.family import FamilyLLM
-from tinyllava_plugin_native.tokenizer import TokenizerSpec
+from tinyllava.kits.hf_family import FamilyLLM
+from tinyllava.kits.tokenizers import TokenizerSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase

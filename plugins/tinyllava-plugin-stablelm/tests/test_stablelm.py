@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from tinyllava_plugin_native.testing import gguf_roundtrip_test
-
 from tinyllava.constants import IMAGE_TOKEN_INDEX
 from tinyllava.plugins.registry import get_registry
 from tinyllava.testing.conformance import LLMConformance
 from tinyllava.testing.families import FactoryTemplateChecks, check_build_save_reload, check_refused_before_weights
+from tinyllava.testing.gguf import gguf_roundtrip_test
 
 # Golden ids of the `phi` template with the local StableLM tokenizer below (vocab 300, `<|endoftext|>` = 0). No
 # BOS: the prefix is the system prompt + " USER: "; then the image and "\nWhat is this? ASSISTANT:" (masked),
@@ -25,7 +24,7 @@ TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num
 
 
 def stablelm_tokenizer():
-    from tinyllava_plugin_native.testing import family_tokenizer
+    from tinyllava.testing.families import family_tokenizer
 
     return family_tokenizer("stablelm", "stablelm")
 

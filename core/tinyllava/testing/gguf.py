@@ -1,9 +1,9 @@
-"""Test helpers for the family plugins: their local tokenizers, and tiny random models as F32 GGUF files.
+"""Tiny random models as F32 GGUF files, so that each LLM family plugin tests its `gguf_file` path offline.
 
-The GGUF writer lets each family test its `gguf_file` path offline, without a real GGUF download. Only what
+No real GGUF download is needed. Only what
 transformers' GGUF loader reads is written (hyper-parameters, token ids, tensors under llama.cpp's names);
 there is no tokenizer in the file, so load it with the `tokenizer` option pointing at a saved folder.
-The family-independent checks (golden templates, build and reload) are in `tinyllava.testing.families`.
+Needs the `gguf` package (`pip install 'tinyllava[gguf]'`).
 """
 
 from __future__ import annotations
@@ -11,17 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-
-def family_tokenizer(llm_name: str, model_type: str) -> Any:
-    """The local tokenizer (vocab 300) of `llm_name`'s member `model_type` that its tests' golden ids are made
-    with: learnt from the Factory prompt, so that a conversation takes few ids."""
-    from tinyllava.plugins.registry import get_registry
-    from tinyllava.testing.families import FACTORY_CORPUS
-    from tinyllava_plugin_native.tokenizer import build_family_tokenizer
-
-    spec = get_registry().create("llm", llm_name, {"config": {}}).tokenizer_spec(model_type)
-    return build_family_tokenizer(spec, list(FACTORY_CORPUS), 300)
 
 
 def write_tiny_gguf(model: Any, arch: str, path: Path) -> Path:
@@ -68,15 +57,11 @@ def write_tiny_gguf(model: Any, arch: str, path: Path) -> Path:
 
 
 def check_gguf_roundtrip(llm_name: str, config: dict[str, Any], arch: str, cls_name: str, folder: Path) -> None:
-    """Build a tiny `llm_name` model, write it as GGUF, load it back through the plugin: same class, same logits.
-
-    Skips (naming the extra to install) where the gguf package is missing, as GGUF support is optional."""
-    import pytest
+    """Build a tiny `llm_name` model, write it as GGUF, load it back through the plugin: same class, same logits."""
     import torch
 
     from tinyllava.plugins.registry import get_registry
 
-    pytest.importorskip("gguf", reason="GGUF support needs the gguf package (pip install 'tinyllava[gguf]')")
     model, tok = get_registry().create("llm", llm_name, {"config": config, "tokenizer_vocab_size": 300}).build()
     write_tiny_gguf(model, arch, folder / "tiny.gguf")
     tok.save_pretrained(folder / "tokenizer")

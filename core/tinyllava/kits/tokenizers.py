@@ -73,3 +73,12 @@ def build_family_tokenizer(spec: TokenizerSpec, corpus: list[str], vocab_size: i
     if spec.chat_template is not None:
         wrapped.chat_template = spec.chat_template
     return wrapped
+
+
+#: Llama 2 / TinyLlama's special tokens (unk 0, bos 1, eos 2, pad 3): the tokenizer of random-init Llama-style models.
+LLAMA_SPEC = TokenizerSpec(special=("<unk>", "<s>", "</s>", "<pad>"), bos="<s>", eos="</s>", unk="<unk>", pad="<pad>")
+
+
+def build_byte_tokenizer(corpus: list[str], vocab_size: int) -> Any:
+    """A Llama-style tokenizer (`LLAMA_SPEC`) learnt from `corpus`: deterministic, no hub access."""
+    return build_family_tokenizer(LLAMA_SPEC, corpus, vocab_size)

@@ -1,4 +1,4 @@
-"""Shared machinery of the LLM family plugins (phi, stablelm, qwen, gemma) that transformers supports natively.
+"""An LLM family that transformers supports natively (phi, stablelm, qwen, gemma plugins build on it).
 
 A family maps each config `model_type` it covers to one transformers class. The member is chosen from the
 loaded (or declared) config, never from a hub id or a folder name, so `/home/phil/qwen` is not Phi and a
@@ -13,29 +13,11 @@ from pydantic import Field, model_validator
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.llm import LLM, LLMParts
-from tinyllava.templates.segmented import SegmentedTemplate
+from tinyllava.kits.factory_templates import FACTORY_PROMPT_CORPUS
+from tinyllava.kits.tokenizers import TokenizerSpec, build_family_tokenizer
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
-
-    from tinyllava_plugin_native.tokenizer import TokenizerSpec
-
-FACTORY_SYSTEM = (
-    "A chat between a curious user and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the user's questions."
-)
-
-
-class FactoryTemplate(SegmentedTemplate):
-    """TinyLLaVA Factory's `{system} USER: {q} ASSISTANT: {a}{eos}` family; subclasses set `eos` / `add_bos`."""
-
-    system: ClassVar[str] = FACTORY_SYSTEM
-
-    def hf_llava_export(self, tokenizer: PreTrainedTokenizerBase) -> str:
-        """The same prompt as Jinja, for an exported processor."""
-        from tinyllava.interop.export_jinja import segmented_jinja
-
-        return segmented_jinja(self, tokenizer)
 
 
 class FamilyOptions(ComponentOptions):
@@ -132,12 +114,10 @@ class FamilyLLM(LLM):
     def _build_random(self, opts: FamilyOptions) -> LLMParts:
         from transformers import AutoConfig
 
-        from tinyllava_plugin_native.tokenizer import build_family_tokenizer
-
         fields = dict(opts.config or {})
         model_type = str(fields.pop("model_type", self.default_model_type))
         cls = self.model_class(model_type)
-        corpus = [FACTORY_SYSTEM, "USER: ", " ASSISTANT: ", *opts.tokenizer_corpus]
+        corpus = [*FACTORY_PROMPT_CORPUS, *opts.tokenizer_corpus]
         tokenizer = build_family_tokenizer(self.tokenizer_spec(model_type), corpus, opts.tokenizer_vocab_size)
         ids = {
             "vocab_size": len(tokenizer),

@@ -1,12 +1,15 @@
-"""The shared family machinery on its own: the model_type check runs before any weight is read, GGUF included."""
+"""The core kits on their own: the HF family base (model_type check before any weight is read, GGUF included),
+the factory templates and the local tokenizers."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
 import pytest
-from tinyllava_plugin_native.family import FACTORY_SYSTEM, FactoryTemplate, FamilyLLM
-from tinyllava_plugin_native.tokenizer import TokenizerSpec
+
+from tinyllava.kits.factory_templates import FACTORY_SYSTEM, FactoryTemplate
+from tinyllava.kits.hf_family import FamilyLLM
+from tinyllava.kits.tokenizers import TokenizerSpec
 
 
 class ToyLLM(FamilyLLM):
@@ -39,9 +42,9 @@ def test_unknown_model_types_are_refused_with_the_members_and_the_hint():
 
 
 def test_a_gguf_of_another_architecture_is_refused_before_its_tensors(tmp_path, monkeypatch):
-    pytest.importorskip("gguf", reason="GGUF support needs the gguf package (pip install 'tinyllava[gguf]')")
-    from tinyllava_plugin_native.testing import write_tiny_gguf
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2ForCausalLM
+
+    from tinyllava.testing.gguf import write_tiny_gguf
 
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=300, **TINY))
     write_tiny_gguf(llama, "llama", tmp_path / "qwen2.gguf")
@@ -66,3 +69,13 @@ def test_dtype_and_attention_options_reach_the_model():
 def test_factory_template_carries_the_shared_system_prompt():
     assert FactoryTemplate.system == FACTORY_SYSTEM
     assert FACTORY_SYSTEM.startswith("A chat between a curious user and an artificial intelligence assistant. ")
+
+
+def test_byte_tokenizer_is_llama_style_and_deterministic():
+    from tinyllava.kits.tokenizers import build_byte_tokenizer
+
+    tok = build_byte_tokenizer(["hello world", FACTORY_SYSTEM], 300)
+    again = build_byte_tokenizer(["hello world", FACTORY_SYSTEM], 300)
+    assert (tok.unk_token_id, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (0, 1, 2, 3)
+    assert tok("hello world")["input_ids"] == again("hello world")["input_ids"]
+    assert tok.decode(tok("hello world")["input_ids"]) == "hello world"
