@@ -227,6 +227,17 @@ class StageSpec(StrictModel):
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: use epochs)")
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
+    global_batch_size: int | None = Field(
+        None, ge=1,
+        description="samples per optimizer step over all processes (default: batch_size × grad_accum, the step of "
+        "one process); kept for any number of processes by lowering the accumulation (then the per-process batch), "
+        "so the learning-rate schedule does not change",
+    )
+    batch_scaling: Literal["global", "per_process"] = Field(
+        "global",
+        description="global: --nproc/--nnodes keep the global batch; per_process: batch_size and grad_accum are "
+        "per process, so the global batch grows with the number of processes",
+    )
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="share of the steps spent warming up")
     scheduler: str = "cosine"

@@ -105,6 +105,7 @@ def _recipe(spec: RunSpec, stage: StageSpec, registry: Any) -> Any:
 def check_stages(spec: RunSpec, registry: Any) -> None:
     """Recipe modes, engines and optional dependencies of every stage, all reported at once."""
     from tinyllava.training.distributed import DeepSpeedConfigError, deepspeed_config, zero_stage
+    from tinyllava.training.global_batch import BatchError, plan_batch
 
     problems: list[str] = []
     for index, stage in enumerate(spec.stages):
@@ -114,6 +115,10 @@ def check_stages(spec: RunSpec, registry: Any) -> None:
         if getattr(recipe, "needs_init_from", False) and spec.init_from is None:
             problems.append(f"{where}: recipe {recipe.name!r} finetunes a trained model; set init_from to a "
                             f"tinyllava checkpoint directory")
+        try:
+            plan_batch(stage, int(os.environ.get("WORLD_SIZE", "1")), where)
+        except BatchError as exc:
+            problems.append(str(exc))
         if stage.tune.uses_adapters and _missing("peft"):
             problems.append(f"{where}.tune: LoRA needs peft; pip install 'tinyllava[train]'")
         if stage.tune.uses_quantization and _missing("bitsandbytes"):
@@ -391,6 +396,7 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     from tinyllava.data.image_index import ImageIndex
     from tinyllava.data.records import load_records
     from tinyllava.training.distributed import deepspeed_config, reset_accelerate_state, zero_stage
+    from tinyllava.training.global_batch import plan_batch
     from tinyllava.training.packed_attention import varlen_attention
     from tinyllava.training.parameters import prune_groups
     from tinyllava.training.trainer import ParameterTableCallback, RichProgressCallback, TinyLlavaTrainer
@@ -465,6 +471,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
             console.print(f"[yellow]stage {stage.name}: ddp_find_unused_parameters is false but the data mixes "
                           f"text-only and image samples: a text-only batch will stall DDP; leave it unset[/]")
 
+    batch = plan_batch(stage, procs.world_size)
+    console.print(f"stage {stage.name}: {batch.describe()}")
     resolver = _feature_cache(spec, stage, model, dataset, images, image_processor, settings, ds_config, console)
     workers = dataloader_workers(stage, use_cuda, procs.world_size)
     sampler = None
@@ -473,13 +481,13 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
 
         sampler = ModalityLengthGroupedSampler(
             dataset.lengths, [dataset.has_image(i) for i in range(len(dataset))],
-            stage.batch_size * procs.world_size, seed=spec.seed + index,
+            batch.per_device * procs.world_size, seed=spec.seed + index,
         )
 
     args = TrainingArguments(
         output_dir=str(folder / "checkpoints"),
-        per_device_train_batch_size=stage.batch_size,
-        gradient_accumulation_steps=stage.grad_accum,
+        per_device_train_batch_size=batch.per_device,
+        gradient_accumulation_steps=batch.grad_accum,
         learning_rate=stage.lr,
         num_train_epochs=stage.epochs,
         max_steps=stage.max_steps,
