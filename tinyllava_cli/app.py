@@ -85,6 +85,7 @@ def train(
     spec: Annotated[Optional[Path], typer.Argument(help="run spec YAML (default: the built-in quickstart)")] = None,  # noqa: UP045
     set_: SetOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint of this run")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="delete this run's previous results first")] = False,
     nproc: Annotated[
         int, typer.Option("--nproc", help="processes on this machine (re-launches through torchrun)")
     ] = 1,
@@ -92,7 +93,7 @@ def train(
     """Train the stages of a run spec. With no spec, train the tiny quickstart model on synthetic shapes."""
     from tinyllava_cli.commands.train import train as run
 
-    raise typer.Exit(run(spec, set_ or [], resume=resume, nproc=nproc))
+    raise typer.Exit(run(spec, set_ or [], resume=resume, nproc=nproc, overwrite=overwrite))
 
 
 @app.command()
@@ -141,10 +142,40 @@ DEVICE_HELP = "auto (the first CUDA GPU if any, else cpu), cpu, cuda or cuda:N"
 DTYPE_HELP = "auto (bfloat16 on a GPU, float32 on cpu), float32, bfloat16 or float16"
 
 
-@app.command("eval")
+eval_app = typer.Typer(help="Evaluate a checkpoint; `eval compare` puts several results side by side.",
+                       rich_markup_mode=None)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("compare")
+def eval_compare(
+    targets: Annotated[list[Path], typer.Argument(help="runs, checkpoints or results.json files")],
+    output: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--output", "-o", help="grouped bar chart (PNG; the table goes next to it as JSON)")] = None,
+) -> None:
+    """Side-by-side scores of several checkpoints: a table, a JSON file and a grouped bar chart."""
+    from tinyllava_cli.commands.compare import compare as run
+
+    raise typer.Exit(run(targets, output))
+
+
+@app.command()
+def runs(
+    root: Annotated[Path, typer.Option("--dir", help="the output_dir the runs are in")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The runs under ./runs: stages, steps, final loss, wall time and latest eval score."""
+    from tinyllava_cli.commands.runs import runs as run
+
+    raise typer.Exit(run(root, as_json))
+
+
+@eval_app.callback(invoke_without_command=True)
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", "-m", help="checkpoint directory")],
-    benchmark: Annotated[list[str], typer.Option("--benchmark", "-b", help="benchmark name (repeatable)")],
+    ctx: typer.Context,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="checkpoint directory")] = None,  # noqa: UP045
+    benchmark: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--benchmark", "-b", help="benchmark name (repeatable)")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="the benchmark's data folder")] = None,  # noqa: UP045
     limit: Annotated[Optional[int], typer.Option("--limit", help="only the first N questions")] = None,  # noqa: UP045
     batch_size: Annotated[int, typer.Option("--batch-size", help="questions per generate() call")] = 16,
@@ -156,7 +187,13 @@ def evaluate(
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)] = "auto",
 ) -> None:
-    """Evaluate a checkpoint on one or more benchmarks; print tables and write JSON."""
+    """Evaluate a checkpoint on one or more benchmarks; print tables, write JSON and a chart per benchmark."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if model is None or not benchmark:
+        typer.echo(ctx.get_help())
+        typer.echo("\nerror: give --model CHECKPOINT and --benchmark NAME", err=True)
+        raise typer.Exit(2)
     from tinyllava_cli.commands.evaluate import evaluate as run
 
     raise typer.Exit(run(model, benchmark, data, limit, batch_size, output, option or [], device=device, dtype=dtype))
@@ -192,6 +229,34 @@ def predict(
     from tinyllava_cli.commands.predict import predict as run
 
     raise typer.Exit(run(model, input, output, batch_size, max_new_tokens, image_root, device=device, dtype=dtype))
+
+
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Option("--model", "-m", help="checkpoint directory")],
+    host: Annotated[str, typer.Option("--host", help="address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port (0: any free one, printed)")] = 8000,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)] = "auto",
+    max_batch: Annotated[int, typer.Option("--max-batch", help="most requests in one generate call")] = 16,
+    max_wait_ms: Annotated[float, typer.Option(
+        "--max-wait-ms", help="how long a request may wait for others to share its batch")] = 10.0,
+    api_key: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--api-key", envvar="TINYLLAVA_API_KEY", help="require 'Authorization: Bearer KEY' on /v1, /metrics")] = None,
+    max_image_bytes: Annotated[int, typer.Option("--max-image-bytes", help="largest image file")] = 20 * 1024 * 1024,
+    max_image_pixels: Annotated[int, typer.Option(
+        "--max-image-pixels", help="largest width x height (decompression bombs are refused)")] = 40_000_000,
+    max_tokens: Annotated[int, typer.Option(
+        "--max-tokens", help="answer length when a request sets none")] = 256,
+    model_name: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--model-name", help="the model id clients send (default: from the checkpoint path)")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")] = "info",
+) -> None:
+    """Serve a checkpoint: OpenAI-compatible API (/v1/chat/completions) with dynamic batching, and a chat page at /."""
+    from tinyllava_cli.commands.serve import serve as run
+
+    raise typer.Exit(run(model, host, port, device, dtype, max_batch, max_wait_ms, api_key, max_image_bytes,
+                         max_image_pixels, max_tokens, model_name, log_level))
 
 
 def main() -> None:

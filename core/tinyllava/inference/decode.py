@@ -115,6 +115,7 @@ def decode(
     cache: CacheKind = "auto",
     shared_prefix: list[int] | None = None,
     prefix_store: dict | None = None,
+    on_step: Any = None,
 ) -> list[list[int]]:
     """New token ids per row (stop token excluded) for left-padded `input_ids` (image positions expanded).
 
@@ -122,6 +123,9 @@ def decode(
     `prefix_store` (a dict the caller keeps) is given, is run once (batch 1) and its keys/values reused by every
     row and every later call: the rows become [shared prefix | padding | own tokens], positions continuing after
     the prefix, padding masked out. A batch where some row does not start with it runs the plain way.
+
+    `on_step(step, tokens)`, if given, sees each step's new token per row (a list; pad once a row is done) as it
+    is chosen (for streaming) and may return True to end the loop early (every caller has what it needs).
     """
     import torch
 
@@ -177,6 +181,10 @@ def decode(
             steps = step + 1
             done |= torch.isin(token, stops)
             if step + 1 == max_new_tokens or bool(done.all()):
+                if on_step is not None:
+                    on_step(step, token.tolist())
+                break
+            if on_step is not None and on_step(step, token.tolist()):
                 break
             mask[:, prompt_len + step] = 1
             position = position + 1

@@ -124,6 +124,16 @@ class Pipeline:
     def answer_ids(self, rows: list[list[int]], images: list[Any], settings: GenerationSettings | None = None
                    ) -> list[str]:
         """Answers for prompts already encoded by `encode_prompts`, generated together (left-padded)."""
+        present = [img for img in images if img is not None]
+        pixel_values = self.batch_pixel_values(present) if present else None
+        new_ids = self.generate_ids(rows, pixel_values, settings)
+        return [text.strip() for text in self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
+
+    def generate_ids(self, rows: list[list[int]], pixel_values: Any, settings: GenerationSettings | None = None,
+                     on_step: Any = None) -> list[list[int]]:
+        """New token ids per row (stop token excluded) for encoded prompts, generated together (left-padded).
+        `pixel_values`: (number of images, 3, H, W) on the model's device, one per row with an image, in row
+        order (see `batch_pixel_values`), or None. `on_step`: see `tinyllava.inference.decode.decode`."""
         import torch
 
         from tinyllava.inference.decode import Sampling, decode
@@ -136,8 +146,6 @@ class Pipeline:
         for i, r in enumerate(rows):
             input_ids[i, longest - len(r):] = torch.tensor(r, dtype=torch.long)
             mask[i, longest - len(r):] = 1
-        present = [img for img in images if img is not None]
-        pixel_values = self.batch_pixel_values(present) if present else None
         sampling = Sampling()
         if settings.temperature > 0:
             generator = torch.Generator(device=self.device)
@@ -151,8 +159,9 @@ class Pipeline:
             max_new_tokens=settings.max_new_tokens, stop_ids=self.template.stop_token_ids(self.tokenizer),
             pad_id=pad, sampling=sampling, cache=settings.cache,  # type: ignore[arg-type]
             shared_prefix=self.template_prefix if settings.share_prefix else None, prefix_store=self._prefix_states,
+            on_step=on_step,
         )
-        return [text.strip() for text in self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
+        return new_ids
 
 
 def _file_key(image: Any) -> tuple[str, int, int] | None:
