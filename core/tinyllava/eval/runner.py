@@ -93,6 +93,7 @@ def _run_one(pipeline: Pipeline, name: str, bench: Any, data_dir: Path | None, l
     files = bench.write_answers(items, answers, bench_dir)
     result = bench.score(items, answers, bench_dir)
     print_result(console, name, result)
+    chart = score_chart(name, result.metrics, output_dir / f"{name}-scores.png", console)
     entry = {
         "metrics": result.metrics,
         "questions": len(items),
@@ -100,8 +101,26 @@ def _run_one(pipeline: Pipeline, name: str, bench: Any, data_dir: Path | None, l
         "answers_per_second": round(len(items) / seconds, 3) if seconds > 0 else None,
         "batch_size": batch_size,
         "files": [str(f) for f in [*files, *result.files]],
+        **({"chart": str(chart)} if chart is not None else {}),
     }
     if registry is not None:
         registry.call_lifecycle("after_evaluation", benchmark=name, metrics=result.metrics,
                                 output_dir=str(bench_dir))
     return entry
+
+
+def score_chart(name: str, metrics: dict[str, Any], path: Path, console: Console) -> Path | None:
+    """A bar per category (chance levels marked where the benchmark gives them); None when there is nothing to
+    draw or matplotlib is missing (the scores are in results.json either way)."""
+    from tinyllava.reporting.scores import category_scores, chance_levels
+
+    scores = category_scores(metrics)
+    if not scores:
+        return None
+    try:
+        from tinyllava.reporting.plots import bar_chart
+
+        return bar_chart(name, scores, path, reference=chance_levels(metrics))
+    except ImportError as exc:
+        console.print(f"no chart for {name}: {exc} (pip install matplotlib)")
+        return None

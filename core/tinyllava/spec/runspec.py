@@ -318,7 +318,11 @@ class RunSpec(StrictModel):
     init_from: Path | None = Field(
         None, description="start from an existing tinyllava checkpoint (adapters in it are merged first)"
     )
-    num_threads: int | None = Field(None, description="torch CPU threads (default: torch's choice)")
+    num_threads: int | Literal["auto"] | None = Field(
+        None,
+        description="torch CPU threads; auto (and the default, unless OMP_NUM_THREADS is set): the cores that the "
+        "load average says are free right now, divided among the processes",
+    )
     cache_dir: Path | None = Field(
         None,
         description="tokenised data, image checks and frozen-tower features, keyed by content and shared by runs "
@@ -330,6 +334,13 @@ class RunSpec(StrictModel):
         if self.model is None and self.init_from is None:
             raise ValueError("give `model` (what to build) or `init_from` (a trained tinyllava checkpoint)")
         return self
+
+    @field_validator("num_threads")
+    @classmethod
+    def _positive_threads(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("give 1 or more threads, or auto")
+        return value
 
     @field_validator("stages")
     @classmethod

@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from tinyllava.checkpoint.atomic import CheckpointWriteError, replace_symlink, write_text_atomic
 from tinyllava.constants import MANIFEST_NAME
 from tinyllava.spec.runspec import RunSpec, StageSpec, spec_to_dict
 
@@ -63,11 +64,18 @@ def last_trainer_checkpoint(folder: Path, world_size: int = 1) -> Path | None:
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def set_threads(spec: RunSpec) -> None:
+def set_threads(spec: RunSpec, console: Console | None = None) -> None:
+    """The spec's num_threads, else the cores free right now (see training.threads); the choice is printed."""
     import torch
 
-    if spec.num_threads:
-        torch.set_num_threads(spec.num_threads)
+    from tinyllava.training.threads import choose_threads
+
+    choice = choose_threads(spec.num_threads)
+    if choice.threads is not None:
+        torch.set_num_threads(choice.threads)
+    if console is not None:
+        console.print(f"torch threads: {torch.get_num_threads()} ({choice.reason}; change with --set num_threads=N)",
+                      highlight=False)
 
 
 def materialize_data(registry: Any, data: Any, cache_root: Path) -> tuple[Path, Path | None]:
@@ -262,22 +270,59 @@ def _stage_trainer_class(base: type, sampler: Any, resolver: Any) -> type:
 
 
 def run_training(spec: RunSpec, *, resume: bool = False, console: Console | None = None,
-                 registry: Any = None) -> RunResult:
+                 registry: Any = None, overwrite: bool = False) -> RunResult:
+    from tinyllava.training.lean_imports import import_training_stack
+
+    import_training_stack()  # first, before anything imports transformers' trainer utilities
     from tinyllava.plugins.registry import get_registry
     from tinyllava.training.distributed import Processes
+    from tinyllava.training.run_lock import acquire_run_lock
 
     console = console or Console()
     registry = registry or get_registry()
-    set_threads(spec)
+    set_threads(spec, console if os.environ.get("RANK", "0") == "0" else None)
     check_stages(spec, registry)
     procs = Processes.from_env()
     procs.start(need_group=any(s.deepspeed for s in spec.stages))
     if not procs.is_main:
         console = Console(quiet=True)
+    lock = acquire_run_lock(spec.run_dir(), console, enabled=procs.is_main)  # one run per directory
+    existed = spec.run_dir().exists() and not overwrite
     try:
-        return _run(spec, resume, console, registry, procs)
+        return _run(spec, resume, console, registry, procs, overwrite)
+    except BaseException:
+        if procs.is_main and not existed:
+            discard_unsaved_run(spec.run_dir())  # a refused or aborted start leaves nothing to trip the rerun
+        raise
     finally:
+        lock.release()
         procs.stop()
+
+
+def has_saved_state(run_dir: Path) -> bool:
+    """A Trainer checkpoint or a finished stage: something `--resume` can continue from."""
+    return any(run_dir.glob("stage*/final")) or any(run_dir.glob("stage*/checkpoints/checkpoint-*"))
+
+
+def discard_unsaved_run(run_dir: Path) -> None:
+    import shutil
+
+    if run_dir.is_dir() and not has_saved_state(run_dir):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a start that would mix two runs, and a resume with nothing to resume."""
+    if resume and overwrite:
+        raise RunError("--resume continues a run and --overwrite deletes it first; give one of them")
+    if resume and not (run_dir / "spec.json").is_file():
+        raise RunError(f"--resume: there is no run in {run_dir} to continue; drop --resume to start it")
+    if overwrite and run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / "spec.json").is_file():
+        raise RunError(f"--overwrite: {run_dir} does not look like a tinyllava run (no spec.json); it was left "
+                       f"alone: choose another name (--set name=...) or output_dir")
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume and not overwrite:
+        raise RunError(f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
+                       f"or choose another name (--set name=...) or output_dir")
 
 
 def _load_merged(path: Path, registry: Any) -> tuple[Any, Any, Any]:
@@ -324,7 +369,8 @@ def _quiet_library_noise() -> None:
     warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
 
 
-def _run(spec: RunSpec, resume: bool, console: Console, registry: Any, procs: Any) -> RunResult:
+def _run(spec: RunSpec, resume: bool, console: Console, registry: Any, procs: Any,
+         overwrite: bool = False) -> RunResult:
     from transformers import set_seed
     from transformers.utils import logging as hf_logging
 
@@ -334,9 +380,7 @@ def _run(spec: RunSpec, resume: bool, console: Console, registry: Any, procs: An
     _quiet_library_noise()
     run_dir = spec.run_dir()
     spec_file = run_dir / "spec.json"
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        raise RunError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another name "
-                       f"(--set name=...) or output_dir")
+    check_run_dir(run_dir, resume, overwrite)
     if resume and spec_file.is_file():
         previous = json.loads(spec_file.read_text())
         if previous != spec_to_dict(spec):
@@ -344,8 +388,13 @@ def _run(spec: RunSpec, resume: bool, console: Console, registry: Any, procs: An
                            f"spec (saved in {spec_file})")
     procs.barrier()  # every rank has looked at the run dir before rank 0 writes into it
     if procs.is_main:
+        if overwrite and run_dir.exists():
+            import shutil
+
+            console.print(f"--overwrite: deleting the previous run in {run_dir}")
+            shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        spec_file.write_text(json.dumps(spec_to_dict(spec), indent=2))
+        write_text_atomic(spec_file, json.dumps(spec_to_dict(spec), indent=2))
     procs.barrier()
     set_seed(spec.seed)
     if spec.init_from is not None:
@@ -368,17 +417,17 @@ def _run(spec: RunSpec, resume: bool, console: Console, registry: Any, procs: An
             result.stages.append(StageResult(stage.name, final, 0, None, 0.0))
             result.checkpoint = final
             continue
-        stage_result = _run_stage(spec, index, stage, model, tokenizer, image_processor, settings, resume, console,
-                                  registry, procs)
+        try:
+            stage_result = _run_stage(spec, index, stage, model, tokenizer, image_processor, settings, resume,
+                                      console, registry, procs)
+        except CheckpointWriteError as exc:  # disk full: the previous checkpoint is kept, the message says which
+            raise RunError(str(exc)) from None
         result.stages.append(stage_result)
         result.checkpoint = final
         if index + 1 < len(spec.stages):
             model, tokenizer, image_processor = _load_merged(final, registry)
     if procs.is_main:
-        latest = run_dir / "latest"
-        if latest.is_symlink() or latest.exists():
-            latest.unlink()
-        os.symlink(os.path.relpath(result.checkpoint, run_dir), latest)
+        replace_symlink(run_dir / "latest", os.path.relpath(result.checkpoint, run_dir))
     procs.barrier()
     return result
 
@@ -399,7 +448,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     from tinyllava.training.global_batch import plan_batch
     from tinyllava.training.packed_attention import varlen_attention
     from tinyllava.training.parameters import prune_groups
-    from tinyllava.training.trainer import ParameterTableCallback, RichProgressCallback, TinyLlavaTrainer
+    from tinyllava.training.progress import HistoryCallback, progress_callback
+    from tinyllava.training.trainer import ParameterTableCallback, TinyLlavaTrainer
 
     folder = stage_dir(spec, index, stage)
     final = folder / "final"
@@ -453,14 +503,16 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
         raise RunError(f"stage {stage.name!r}: ZeRO-3 with several processes needs every batch to run the vision "
                        f"tower, and this stage's data mixes text-only and image samples; use deepspeed: zero2, "
                        f"one process, or data of one kind")
+    if use_cuda and ds_config is None:
+        model.to(torch.device("cuda", procs.local_rank))  # where the Trainer would put it anyway
+    # what trains never depends on the number of processes or the engine: whatever one step leaves without a
+    # gradient is frozen everywhere (DDP would wait for it forever; AdamW would only decay it)
+    unreached = freeze_unreachable(model, _probe_batch(dataset, collator)) if procs.world_size > 1 else []
+    if unreached:
+        param_groups = prune_groups(param_groups)
+        console.print(f"stage {stage.name}: {len(unreached)} parameter(s) get no gradient and stay frozen "
+                      f"(first: {unreached[0]})")
     if procs.world_size > 1 and ds_config is None:
-        if use_cuda:
-            model.to(torch.device("cuda", procs.local_rank))  # where the Trainer would put it anyway
-        unreached = freeze_unreachable(model, _probe_batch(dataset, collator))
-        if unreached:
-            param_groups = prune_groups(param_groups)
-            console.print(f"stage {stage.name}: {len(unreached)} parameter(s) get no gradient and stay frozen "
-                          f"(first: {unreached[0]})")
         only_images_reach = stage.tune.vision_tower.trains or stage.tune.connector.trains
         if find_unused is None:
             find_unused = mixed and only_images_reach
@@ -522,13 +574,16 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
         param_groups=param_groups,
         callbacks=[
             ParameterTableCallback(lambda m: print_parameter_table(console, m, stage)),
-            RichProgressCallback(f"stage {index + 1}/{len(spec.stages)} {stage.name}"),
+            progress_callback(f"stage {index + 1}/{len(spec.stages)} {stage.name}"),
+            HistoryCallback(folder, stage.name),
         ],
     )
     trainer.remove_callback(PrinterCallback)  # the rich bar shows loss and lr instead
     resume_from = last_trainer_checkpoint(folder / "checkpoints", procs.world_size) if resume else None
     if resume_from is not None:
         console.print(f"stage {stage.name}: resuming from {resume_from}")
+    elif resume:
+        console.print(f"stage {stage.name}: no checkpoint of this stage was saved yet; it starts at step 0")
     with varlen_attention(model.language_model) if attention == "varlen" else contextlib.nullcontext():
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     # ZeRO-3 holds a slice of each weight per rank: gather them (a collective, so on every rank)
@@ -540,6 +595,7 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
             chat_template={"name": template_spec.name, "options": template_spec.options},
             spec=spec_to_dict(spec), stage=stage.name, registry=registry,
             state_dict=state_dict, save_format=stage.resolved_save_format(),
+            previous=str(last_trainer_checkpoint(folder / "checkpoints") or ""),
         )
         registry.call_lifecycle("after_stage", stage_index=index, stage=stage, run_spec=spec,
                                 checkpoint_dir=str(final))
