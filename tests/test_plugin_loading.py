@@ -15,7 +15,9 @@ from tinyllava.plugins.registry import (
 from tinyllava.testing import make_distribution
 
 HEALTHY = """
-from tinyllava.plugins import hookimpl
+from tinyllava.api import hookimpl
+
+TINYLLAVA_PLUGIN_API = "1.0"
 
 @hookimpl
 def register_connectors():
@@ -27,7 +29,7 @@ raise RuntimeError("boom at import")
 """
 
 HOOK_RAISES = """
-from tinyllava.plugins import hookimpl
+from tinyllava.api import hookimpl
 
 @hookimpl
 def register_connectors():
@@ -85,15 +87,46 @@ def test_raising_hook_is_reported(site):
     assert "mlp" in reg.names("connector")
 
 
-def test_conflict_names_both_distributions(site):
+def test_shared_bare_name_is_an_error_only_when_used_and_qualified_names_work(site):
     make_distribution(site, "fake-one", "fakeone", HEALTHY, module_name="fake_one")
     make_distribution(site, "fake-two", "faketwo", HEALTHY, module_name="fake_two")
     reg = load()
     with pytest.raises(ComponentConflictError) as err:
         reg.entry("connector", "zz-probe")
     assert "fake-one" in str(err.value) and "fake-two" in str(err.value)
-    assert record(reg, "fakeone").status == "conflict"
-    assert record(reg, "faketwo").status == "conflict"
+    assert "'fakeone:zz-probe'" in str(err.value) and "'faketwo:zz-probe'" in str(err.value)
+    assert reg.entry("connector", "fakeone:zz-probe").distribution == "fake-one"
+    assert reg.entry("connector", "fake-two:zz-probe").plugin_id == "faketwo"  # the distribution name works too
+    for plugin in ("fakeone", "faketwo"):
+        rec = record(reg, plugin)
+        assert rec.status == "ok" and any("zz-probe" in w for w in rec.warnings)
+    assert {"fakeone:zz-probe", "faketwo:zz-probe"} <= set(reg.names("connector"))
+
+
+def test_a_third_party_mlp_never_knocks_out_the_first_party_one(site):
+    third = HEALTHY.replace('"zz-probe"', '"mlp"').replace("return {", 'return {"zz-other": "x.y:Z", ')
+    make_distribution(site, "fake-mlp", "fakemlp", third, module_name="fake_mlp")
+    reg = load()
+    assert record(reg, "mlp").status == "ok" and record(reg, "fakemlp").status == "ok"
+    assert reg.entry("connector", "mlp:mlp").distribution == "tinyllava-plugin-mlp"
+    assert reg.create("connector", "mlp:mlp", {}).name == "mlp"
+    assert reg.entry("connector", "fakemlp:mlp").distribution == "fake-mlp"
+    assert reg.entry("connector", "zz-other").plugin_id == "fakemlp"  # its other components are unaffected
+    assert reg.entry("connector", "linear").plugin_id == "linear"
+    with pytest.raises(ComponentConflictError, match=r"'mlp:mlp'.*'fakemlp:mlp'|'fakemlp:mlp'.*'mlp:mlp'"):
+        reg.create("connector", "mlp", {})
+
+
+def test_qualified_name_of_a_plugin_that_does_not_provide_it():
+    with pytest.raises(ComponentNotFoundError, match="unknown connector 'llama:mlp'"):
+        load().entry("connector", "llama:mlp")
+
+
+def test_names_with_a_colon_are_refused_at_registration(site):
+    make_distribution(site, "fake-colon", "fakecolon", HEALTHY.replace('"zz-probe"', '"a:b"'),
+                      module_name="fake_colon")
+    rec = record(load(), "fakecolon")
+    assert rec.status == "failed" and "a:b" in rec.error
 
 
 def test_incompatible_plugin_is_not_imported(site):
@@ -149,7 +182,7 @@ def test_check_entry_point_reports_version(site):
 
 def test_lifecycle_hook_failure_is_not_fatal(site, caplog):
     source = """
-    from tinyllava.plugins import hookimpl
+    from tinyllava.api import hookimpl
     CALLS = []
 
     @hookimpl
@@ -157,8 +190,91 @@ def test_lifecycle_hook_failure_is_not_fatal(site, caplog):
         CALLS.append(benchmark)
         raise ValueError("lifecycle oops")
     """
+    other = """
+    from tinyllava.api import hookimpl
+    CALLS = []
+
+    @hookimpl
+    def after_evaluation(metrics):
+        CALLS.append(metrics)
+    """
     make_distribution(site, "fake-life", "fakelife", source, module_name="fake_life")
+    make_distribution(site, "fake-life2", "fakelife2", other, module_name="fake_life2")
     reg = load()
-    reg.call_lifecycle("after_evaluation", benchmark="shapes", metrics={}, output_dir="x")
+    reg.call_lifecycle("after_evaluation", benchmark="shapes", metrics={"a": 1}, output_dir="x")
     assert sys.modules["fake_life"].CALLS == ["shapes"]
-    assert "lifecycle oops" in caplog.text
+    assert sys.modules["fake_life2"].CALLS == [{"a": 1}]  # runs although the other plugin's hook raised
+    assert "fakelife" in caplog.text and "lifecycle oops" in caplog.text
+
+
+def test_lifecycle_hooks_go_through_pluggy(site):
+    """Hook calls are pluggy hook calls: a tracing monitor sees them, hookwrappers wrap them."""
+    source = """
+    from tinyllava.api import hookimpl
+    ORDER = []
+
+    @hookimpl(wrapper=True)
+    def after_stage(stage_index):
+        ORDER.append(("before", stage_index))
+        result = yield
+        ORDER.append(("after", stage_index))
+        return result
+    """
+    make_distribution(site, "fake-wrap", "fakewrap", source, module_name="fake_wrap")
+    reg = load()
+    assert record(reg, "fakewrap").status == "ok", record(reg, "fakewrap").error
+    traced = []
+    undo = reg.plugin_manager.add_hookcall_monitoring(lambda name, impls, kwargs: traced.append(name),
+                                                      lambda *args: None)
+    reg.call_lifecycle("after_stage", stage_index=3, stage=None, run_spec=None, checkpoint_dir="x")
+    undo()
+    assert traced == ["after_stage"]
+    assert sys.modules["fake_wrap"].ORDER == [("before", 3), ("after", 3)]
+    with pytest.raises(ValueError, match="unknown lifecycle hook"):
+        reg.call_lifecycle("after_everything")
+
+
+def test_plugin_api_version_is_checked(site):
+    newer = HEALTHY.replace('TINYLLAVA_PLUGIN_API = "1.0"', 'TINYLLAVA_PLUGIN_API = "1.99"')
+    other_major = HEALTHY.replace('TINYLLAVA_PLUGIN_API = "1.0"', 'TINYLLAVA_PLUGIN_API = "2.0"')
+    undeclared = HEALTHY.replace('TINYLLAVA_PLUGIN_API = "1.0"', "")
+    make_distribution(site, "fake-newer", "fakenewer", newer, module_name="fake_newer")
+    make_distribution(site, "fake-major", "fakemajor", other_major, module_name="fake_major")
+    make_distribution(site, "fake-undeclared", "fakeundeclared", undeclared.replace("zz-probe", "zz-u"),
+                      module_name="fake_undeclared")
+    reg = load()
+    assert record(reg, "fakenewer").status == "incompatible" and "upgrade tinyllava" in record(reg, "fakenewer").error
+    assert record(reg, "fakemajor").status == "incompatible" and "plugin API 2.0" in record(reg, "fakemajor").error
+    rec = record(reg, "fakeundeclared")
+    assert rec.status == "ok" and "TINYLLAVA_PLUGIN_API" in rec.warnings[0]
+    assert "zz-probe" not in reg.names("connector") and "zz-u" in reg.names("connector")
+
+
+def test_every_in_repo_plugin_declares_the_plugin_api():
+    from tinyllava.api import PLUGIN_API_VERSION
+
+    reg = load()
+    assert {r.plugin_id: r.plugin_api for r in reg.plugins if r.plugin_api != PLUGIN_API_VERSION} == {}
+    assert {r.plugin_id: r.warnings for r in reg.plugins if r.warnings} == {}
+
+
+def test_unknown_component_names_a_blocked_provider_and_the_install_line(site, monkeypatch):
+    monkeypatch.setenv("TINYLLAVA_PLUGINS_BLOCK", "gemma")
+    with pytest.raises(ComponentNotFoundError) as err:
+        load().entry("llm", "gemma")
+    assert "provided by tinyllava-plugin-gemma 0.1.0, which is installed but blocked" in str(err.value)
+    monkeypatch.setenv("TINYLLAVA_PLUGINS_BLOCK", "tinyllava-plugin-gemma")
+    from tinyllava.plugins import loader
+
+    real = loader.discover_entry_points
+    monkeypatch.setattr("tinyllava.plugins.registry.discover_entry_points",
+                        lambda: [ep for ep in real() if ep.name != "gemma"])  # as if it were not installed
+    with pytest.raises(ComponentNotFoundError, match="not installed: pip install tinyllava-plugin-gemma"):
+        load().entry("llm", "gemma")
+
+
+def test_unknown_component_mentions_plugins_that_did_not_load(site):
+    make_distribution(site, "fake-broken", "fakebroken", BROKEN, module_name="fake_broken", version="2.3.4")
+    with pytest.raises(ComponentNotFoundError) as err:
+        load().entry("connector", "zz-mystery")
+    assert "fake-broken 2.3.4 (failed: import failed: RuntimeError: boom at import)" in str(err.value)

@@ -29,7 +29,10 @@ def plugins_list(check: bool, as_json: bool) -> int:
     for r in records:
         status = r["status"]
         style = "green" if status == "ok" else "red"
-        row = [r["plugin"], r["distribution"], r["version"], f"[{style}]{status}[/]", r["error"]]
+        note = "; ".join([r["error"], *r["warnings"]] if r["error"] else r["warnings"])
+        if r["warnings"] and status == "ok":
+            style = "yellow"
+        row = [r["plugin"], r["distribution"], r["version"], f"[{style}]{status}[/]", note]
         if check:
             row.append("; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(r["components"].items())))
         table.add_row(*row)
@@ -46,12 +49,12 @@ def components_list(kind: str | None, as_json: bool) -> int:
     if kind is not None and kind not in KINDS:
         return fail(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
     registry = get_registry()
-    entries = sorted(registry.entries.values(), key=lambda e: (e.kind, e.name))
+    entries = registry.all_entries()
     if kind:
         entries = [e for e in entries if e.kind == kind]
     rows = [
-        {"kind": e.kind, "name": e.name, "plugin": e.plugin_id, "distribution": e.distribution,
-         "version": e.version, "reference": e.reference}
+        {"kind": e.kind, "name": e.name, "qualified": e.qualified, "shared": (e.kind, e.name) in registry.conflicts,
+         "plugin": e.plugin_id, "distribution": e.distribution, "version": e.version, "reference": e.reference}
         for e in entries
     ]
     if as_json:
@@ -61,6 +64,7 @@ def components_list(kind: str | None, as_json: bool) -> int:
     for col in ("kind", "name", "plugin", "version", "reference"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["kind"], r["name"], r["plugin"], r["version"], r["reference"])
+        name = f"{r['name']} [yellow](shared: use {r['qualified']})[/]" if r["shared"] else r["name"]
+        table.add_row(r["kind"], name, r["plugin"], r["version"], r["reference"])
     console.print(table)
     return 0

@@ -54,18 +54,15 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def _check_plugins(manifest: dict[str, Any], registry: Any) -> None:
-    for key, info in manifest.get("plugins", {}).items():
-        kind, _, name = key.partition("/")
-        try:
-            entry = registry.entry(kind, name)
-        except LookupError as exc:
-            raise CheckpointError(
-                f"this checkpoint needs {kind} {name!r} from {info['distribution']} {info['version']}: {exc}"
-            ) from None
-        if entry.version != info["version"]:
-            log.warning("%s %r was saved with %s %s; %s is installed",
-                        kind, name, info["distribution"], info["version"], entry.version)
+def _check_plugins(manifest: dict[str, Any], registry: Any) -> dict[str, str]:
+    """{"kind/name": the name to create it with}; a CheckpointError naming the distributions, the versions the
+    checkpoint was saved with and the `pip install` line when a plugin is missing, blocked, failed or incompatible."""
+    from tinyllava.plugins.requirements import missing_message, resolve_saved
+
+    resolved, missing = resolve_saved(manifest.get("plugins", {}), registry)
+    if missing:
+        raise CheckpointError(missing_message(missing))
+    return resolved
 
 
 def load_weights(model: Any, file: Path) -> None:
@@ -163,13 +160,15 @@ def load_checkpoint(path: Path, registry: Any = None, device: Any = None, dtype:
     registry = registry or get_registry()
     path = Path(path)
     manifest = read_manifest(path)
-    _check_plugins(manifest, registry)
+    names = _check_plugins(manifest, registry)
     comps = manifest["components"]
     config = json.loads((path / "config.json").read_text())
-    llm = registry.create("llm", comps["llm"]["name"], comps["llm"]["options"])
-    tower = registry.create("vision_tower", comps["vision_tower"]["name"], comps["vision_tower"]["options"])
-    connector = registry.create("connector", comps["connector"]["name"], comps["connector"]["options"])
-    template = registry.create("chat_template", comps["chat_template"]["name"], comps["chat_template"]["options"])
+
+    def create(kind: str) -> Any:
+        name = comps[kind]["name"]
+        return registry.create(kind, names.get(f"{kind}/{name}", name), comps[kind]["options"])
+
+    llm, tower, connector, template = (create(k) for k in ("llm", "vision_tower", "connector", "chat_template"))
     tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
     image_processor = AutoImageProcessor.from_pretrained(path / "image_processor")
     with skeleton_init():

@@ -19,6 +19,7 @@ from packaging.version import Version
 from tinyllava import __version__
 from tinyllava.plugins.hookspecs import ENTRY_POINT_GROUP
 
+API_ATTRIBUTE = "TINYLLAVA_PLUGIN_API"
 ALLOW_ENV = "TINYLLAVA_PLUGINS_ALLOW"
 BLOCK_ENV = "TINYLLAVA_PLUGINS_BLOCK"
 
@@ -31,10 +32,13 @@ class PluginRecord:
     distribution: str
     version: str
     entry_point: str
-    status: str = "pending"  # ok | failed | incompatible | blocked | conflict
+    status: str = "pending"  # ok | failed | incompatible | blocked
     error: str = ""
     module: Any = None
     components: dict[str, list[str]] = field(default_factory=dict)
+    #: problems that leave the plugin usable: a bare name shared with another plugin, no declared plugin API
+    warnings: list[str] = field(default_factory=list)
+    plugin_api: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +49,8 @@ class PluginRecord:
             "status": self.status,
             "error": self.error,
             "components": self.components,
+            "warnings": self.warnings,
+            "plugin_api": self.plugin_api,
         }
 
 
@@ -108,14 +114,47 @@ def check_entry_point(ep: metadata.EntryPoint) -> PluginRecord:
         )
         return record
     try:
-        record.module = ep.load()
-        record.status = "ok"
+        module = ep.load()
     except Exception as exc:  # noqa: BLE001 - isolation is the point
         record.status = "failed"
         record.error = f"import failed: {type(exc).__name__}: {exc}"
-        record.module = None
         _debug_trace()
+        return record
+    declared = getattr(module, API_ATTRIBUTE, None)
+    record.plugin_api = str(declared or "")
+    problem = api_problem(declared)
+    if problem is not None and declared is not None:
+        record.status, record.error = "incompatible", problem
+        return record
+    if problem is not None:
+        record.warnings.append(problem)
+    record.module, record.status = module, "ok"
     return record
+
+
+def api_problem(declared: Any) -> str | None:
+    """Why a plugin declaring plugin API `declared` cannot (or may not) work with this tinyllava, else None.
+
+    Same major and a minor no newer than ours: compatible. No declaration: usable, reported by `plugins check`.
+    """
+    from tinyllava.api import PLUGIN_API_VERSION
+
+    if declared is None:
+        return (f"declares no plugin API version; add {API_ATTRIBUTE} = {PLUGIN_API_VERSION!r} to its entry module "
+                f"(see CONTRIBUTING.md, 'Versioning')")
+    try:
+        major, minor = (int(p) for p in str(declared).split("."))
+        ours_major, ours_minor = (int(p) for p in PLUGIN_API_VERSION.split("."))
+    except ValueError:
+        return f"{API_ATTRIBUTE} = {declared!r} is not 'MAJOR.MINOR'"
+    if major != ours_major:
+        return (f"written for plugin API {declared}, but this tinyllava {__version__} provides plugin API "
+                f"{PLUGIN_API_VERSION}; install a plugin release for API {ours_major}.x, or a tinyllava that "
+                f"provides {major}.x")
+    if minor > ours_minor:
+        return (f"needs plugin API {declared}, newer than this tinyllava's {PLUGIN_API_VERSION}; "
+                f"upgrade tinyllava (pip install -U tinyllava)")
+    return None
 
 
 def _debug_trace() -> None:

@@ -1,6 +1,8 @@
 """Entry module of the linear connector plugin: registration only, nothing heavy imported."""
 
-from tinyllava.plugins import hookimpl
+from tinyllava.api import hookimpl
+
+TINYLLAVA_PLUGIN_API = "1.0"
 
 
 @hookimpl
