@@ -91,3 +91,16 @@ def test_two_processes_give_the_loss_curve_of_one(tmp_path):
     assert len(ref) == len(got) == STEPS
     assert got == pytest.approx(ref, abs=1e-4), (ref, got)
     assert max_weight_difference(weights(one / "final"), weights(two_folder / "final")) < 1e-4
+    # the same trainable set: intermediate checkpoints hold exactly the trained weights
+    trained_one, trained_two = trained_names(one), trained_names(two_folder)
+    assert trained_one == trained_two
+    final_norm = "vision_tower.model.post_layernorm.weight"  # CLIP's final norm feeds only the pooled output
+    assert f"base/{final_norm}" in weights(one / "final") and final_norm not in trained_one
+    assert any(name.startswith("vision_tower.") for name in trained_one)
+
+
+def trained_names(stage_folder: Path) -> set[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(stage_folder / "checkpoints" / f"checkpoint-{STEPS}" / "model.safetensors"), "pt") as f:
+        return set(f.keys())
