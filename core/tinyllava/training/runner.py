@@ -507,7 +507,7 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
         model.to(torch.device("cuda", procs.local_rank))  # where the Trainer would put it anyway
     # what trains never depends on the number of processes or the engine: whatever one step leaves without a
     # gradient is frozen everywhere (DDP would wait for it forever; AdamW would only decay it)
-    unreached = freeze_unreachable(model, _probe_batch(dataset, collator)) if procs.world_size > 1 else []
+    unreached = freeze_unreachable(model, _probe_batch(dataset, collator))
     if unreached:
         param_groups = prune_groups(param_groups)
         console.print(f"stage {stage.name}: {len(unreached)} parameter(s) get no gradient and stay frozen "
