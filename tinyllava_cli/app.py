@@ -45,6 +45,18 @@ def plugins_list(
     raise typer.Exit(run(check=check, as_json=as_json))
 
 
+@plugins_app.command("check")
+def plugins_check(
+    names: Annotated[Optional[list[str]], typer.Argument(help="plugin ids or distributions (default: all)")] = None,  # noqa: UP045
+    show_traceback: Annotated[bool, typer.Option("--traceback", help="print the full errors")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Import every component, check its contract and Options defaults, build the schema; exit 1 on a problem."""
+    from tinyllava_cli.commands.plugins_check import plugins_check as run
+
+    raise typer.Exit(run(names or [], with_traceback=show_traceback, as_json=as_json))
+
+
 @app.command()
 def components(
     kind: Annotated[Optional[str], typer.Option("--kind", "-k", help="only this kind")] = None,  # noqa: UP045

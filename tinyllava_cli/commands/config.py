@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tinyllava_cli.commands.common import console, fail
+from tinyllava_cli.commands.common import console, err_console, fail
 
 
 def _load(file: Path, overrides: list[str]):
@@ -42,5 +42,10 @@ def show(file: Path, overrides: list[str]) -> int:
 def schema() -> int:
     from tinyllava.spec.schema import run_spec_schema
 
-    print(json.dumps(run_spec_schema(), indent=2))
+    skipped: list[tuple[str, str, str]] = []
+    print(json.dumps(run_spec_schema(skipped=skipped), indent=2))
+    for kind, name, why in skipped:
+        err_console.print(f"[yellow]warning:[/] {kind} {name!r} is not in the schema: {why}", highlight=False)
+    if skipped:
+        err_console.print("run `tinyllava plugins check --traceback` for details", highlight=False)
     return 0

@@ -6,6 +6,7 @@ schema generation never pay for the heavy stack.
 
 from __future__ import annotations
 
+from abc import ABC
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -27,8 +28,12 @@ class ComponentOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-class Component:
-    """A configured component. Subclasses set `kind` and usually a nested `Options` model."""
+class Component(ABC):  # noqa: B024 - each kind's contract adds its abstract methods
+    """A configured component. Subclasses set `kind` and usually a nested `Options` model.
+
+    Each kind's contract is an abstract base class: a plugin class that leaves one of its abstract methods
+    unimplemented is refused when the registry resolves it (and reported by `tinyllava plugins check`),
+    not when training reaches the missing method."""
 
     kind: ClassVar[str] = ""
     Options: ClassVar[type[ComponentOptions]] = ComponentOptions

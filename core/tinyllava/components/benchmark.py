@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,12 +44,15 @@ class DataLayoutError(FileNotFoundError):
 class Benchmark(Component):
     kind: ClassVar[str] = "benchmark"
 
+    @abstractmethod
     def load_items(self, data_dir: Path | None, limit: int | None = None) -> list[EvalItem]:
-        raise NotImplementedError
+        """The questions, read from the benchmark's own files under `data_dir` (None: the benchmark's default
+        place, or data it generates); at most `limit` of them. Raise DataLayoutError naming missing files."""
 
     def write_answers(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> list[Path]:
         """Write the answers in the format the official tools read; return the files written."""
         return []
 
+    @abstractmethod
     def score(self, items: list[EvalItem], answers: dict[str, str], out_dir: Path) -> BenchmarkResult:
-        raise NotImplementedError
+        """Score `answers` ({item_id: generated text}) as the official tool does; may write files to out_dir."""

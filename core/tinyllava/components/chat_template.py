@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from tinyllava.components.base import Component
@@ -22,23 +23,24 @@ class Encoded(NamedTuple):
 class ChatTemplate(Component):
     kind: ClassVar[str] = "chat_template"
 
+    @abstractmethod
     def encode(self, conversation: list[Turn], tokenizer: PreTrainedTokenizerBase) -> Encoded:
         """Ids and labels for training: only assistant answers (and their end token) are trained."""
-        raise NotImplementedError
 
+    @abstractmethod
     def generation_prompt(self, conversation: list[Turn], tokenizer: PreTrainedTokenizerBase) -> list[int]:
         """Ids for a conversation that ends with a human turn, ready for the assistant's answer."""
-        raise NotImplementedError
 
+    @abstractmethod
     def render(
         self, conversation: list[Turn], add_generation_prompt: bool = False, tokenizer: Any = None
     ) -> str:
         """The prompt as one string (for display and golden tests); templates that need the tokenizer to
         render (e.g. Jinja templates shipped with it) take it here."""
-        raise NotImplementedError
 
+    @abstractmethod
     def stop_token_ids(self, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-        raise NotImplementedError
+        """Token ids that end an answer (generation stops at any of them)."""
 
     def check_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
         """Raise ValueError with a fix when this template cannot work with this tokenizer."""

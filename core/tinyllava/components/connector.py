@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,8 +37,9 @@ class Connector(Component):
         this plugin cannot (importers ask every connector plugin)."""
         return None
 
+    @abstractmethod
     def build(self, vision_dim: int, llm_dim: int, num_vision_tokens: int) -> nn.Module:
-        raise NotImplementedError
+        """A module mapping image features (B, num_vision_tokens, vision_dim) to (B, M, llm_dim) tokens."""
 
     # -- export contract (transformers' LLaVA layout) -------------------------------------------------
     def hf_llava_export(self, module: nn.Module) -> HFLlavaPart:

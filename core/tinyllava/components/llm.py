@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from tinyllava.components.base import Component
@@ -41,9 +42,9 @@ class LLM(Component):
         """The chat template TinyLLaVA Factory pairs with this LLM (its `conv_version`), None if it has none."""
         return None
 
+    @abstractmethod
     def build(self) -> LLMParts:
         """The LM and tokenizer this component's options describe (pretrained weights or a fresh config)."""
-        raise NotImplementedError
 
     def from_config(self, text_config: dict[str, Any]) -> PreTrainedModel:
         """An uninitialised LM with this architecture, used when loading a tinyllava checkpoint."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 from pydantic import Field
@@ -62,12 +63,14 @@ class VisionTower(Component):
         """The image processor the family's published checkpoints ship, for an import whose source has none."""
         raise NotImplementedError(f"{cls.__name__} cannot make a default image processor")
 
+    @abstractmethod
     def build(self) -> VisionParts:
-        raise NotImplementedError
+        """The encoder (an nn.Module with `hidden_size` and `num_tokens`, mapping pixels (B, 3, H, W) to features
+        (B, num_tokens, hidden_size)) and its image processor, from the options."""
 
+    @abstractmethod
     def from_config(self, vision_config: dict[str, Any], image_processor: Any) -> nn.Module:
         """An uninitialised encoder with the saved architecture, used when loading a checkpoint."""
-        raise NotImplementedError
 
     # -- export contract (transformers' LLaVA layout) -------------------------------------------------
     def hf_llava_export(self, encoder: nn.Module) -> HFLlavaPart:

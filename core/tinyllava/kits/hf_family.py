@@ -7,6 +7,7 @@ Gemma 2 checkpoint never gets Gemma 1's class. Options mirror the llama plugin's
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -61,9 +62,9 @@ class FamilyLLM(LLM):
     unsupported: ClassVar[dict[str, str]] = {}
 
     # -- family description -------------------------------------------------------------------
+    @abstractmethod
     def tokenizer_spec(self, model_type: str) -> TokenizerSpec:
         """Special tokens of the tokenizer trained locally for a random-init `model_type` model."""
-        raise NotImplementedError
 
     def model_class(self, model_type: str) -> type[PreTrainedModel]:
         """The transformers class for `model_type`, or a ValueError that names what this family covers."""

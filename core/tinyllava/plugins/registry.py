@@ -205,11 +205,17 @@ class Registry:
         raise ComponentNotFoundError(self.unknown_message(kind, f"{qualifier}{QUALIFIER}{bare}"))
 
     def component_class(self, kind: str, name: str) -> type[Component]:
-        return self.entry(kind, name).load()
+        """The class, checked against its kind's contract (ComponentContractError says what is missing)."""
+        from tinyllava.plugins.contracts import check_contract
+
+        entry = self.entry(kind, name)
+        cls = entry.load()
+        check_contract(kind, entry.name, cls, f"{entry.reference}, from {entry.distribution} {entry.version}")
+        return cls
 
     def create(self, kind: str, name: str, options: dict[str, Any] | None = None) -> Component:
         entry = self.entry(kind, name)
-        return entry.load()(options or {}, name=entry.name)
+        return self.component_class(kind, name)(options or {}, name=entry.name)
 
     def call_lifecycle(self, hook: str, **kwargs: Any) -> None:
         """Run a lifecycle hook through pluggy (`pm.hook.<hook>`); a failing implementation is logged with its

@@ -9,24 +9,28 @@ from pydantic import create_model
 from tinyllava.spec.runspec import COMPONENT_KIND_KEY, RunSpec
 
 
-def component_variants(registry: Any, kind: str) -> dict[str, dict[str, Any]]:
-    """name -> schema of `{name: <const>, **Options}` for each loadable component of a kind."""
+def component_variants(registry: Any, kind: str,
+                       skipped: list[tuple[str, str, str]] | None = None) -> dict[str, dict[str, Any]]:
+    """name -> schema of `{name: <const>, **Options}` for each loadable component of a kind; the components
+    that could not be included are appended to `skipped` as (kind, name, why)."""
     variants: dict[str, dict[str, Any]] = {}
     for name in registry.names(kind):
         try:
             cls = registry.component_class(kind, name)
-        except Exception:  # noqa: BLE001 - a broken plugin is reported by `plugins list`
-            continue
-        model = create_model(
-            f"{kind}__{name}".replace("-", "_"),
-            __base__=cls.Options,
-            name=(Literal[name], ...),  # type: ignore[valid-type]
-        )
-        variants[name] = model.model_json_schema()
+            model = create_model(
+                f"{kind}__{name}".replace("-", "_").replace(":", "__"),
+                __base__=cls.Options,
+                name=(Literal[name], ...),  # type: ignore[valid-type]
+            )
+            variants[name] = model.model_json_schema()
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, never dropped silently
+            if skipped is not None:
+                skipped.append((kind, name, f"{type(exc).__name__}: {exc}"))
     return variants
 
 
-def run_spec_schema(registry: Any = None) -> dict[str, Any]:
+def run_spec_schema(registry: Any = None, skipped: list[tuple[str, str, str]] | None = None) -> dict[str, Any]:
+    """The schema; components that could not be included are appended to `skipped` as (kind, name, why)."""
     from tinyllava.plugins.registry import get_registry
 
     registry = registry or get_registry()
@@ -37,7 +41,7 @@ def run_spec_schema(registry: Any = None) -> dict[str, Any]:
     def refs_for(kind: str) -> list[dict[str, Any]]:
         if kind not in cache:
             refs = []
-            for name, variant in component_variants(registry, kind).items():
+            for name, variant in component_variants(registry, kind, skipped).items():
                 key = f"{kind}.{name}"
                 for sub_name, sub in variant.pop("$defs", {}).items():
                     defs.setdefault(sub_name, sub)
