@@ -52,15 +52,15 @@ def decode_data_url(url: str, *, max_bytes: int, max_pixels: int, param: str) ->
             width, height = image.size
             if width * height > max_pixels:
                 raise ApiError(400, f"the image is {width}x{height} = {width * height} pixels; this server takes at "
-                                    f"most {max_pixels} (resize it or raise --max-image-pixels)",
+                                    f"most {max_pixels} pixels (resize it or raise --max-image-pixels)",
                                param=param, code="image_too_large")
             image.load()
             return image.convert("RGB")
     except ApiError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ApiError(400, "the image declares more pixels than allowed (a decompression bomb?); resize it",
-                       param=param, code="image_too_large") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ApiError(400, f"the image is too large to decode safely ({exc}); this server takes at most "
+                            f"{max_pixels} pixels", param=param, code="image_too_large") from None
     except UnidentifiedImageError:
         raise ApiError(400, f"the {mime} data is not an image format this server can read (PNG, JPEG, WebP, GIF, "
                             f"BMP...)", param=param, code="invalid_image_format") from None
