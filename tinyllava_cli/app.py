@@ -236,11 +236,15 @@ def predict(
     image_root: Annotated[Optional[Path], typer.Option(help="folder image paths are relative to")] = None,  # noqa: UP045
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help=DTYPE_HELP)] = "auto",
+    on_bad_line: Annotated[str, typer.Option(
+        "--on-bad-line", help="stop: answer the lines before the first bad one, then fail; skip: answer every "
+        "good line and write {id, error} for bad ones")] = "stop",
 ) -> None:
     """Answer a JSONL file of questions in batches."""
     from tinyllava_cli.commands.predict import predict as run
 
-    raise typer.Exit(run(model, input, output, batch_size, max_new_tokens, image_root, device=device, dtype=dtype))
+    raise typer.Exit(run(model, input, output, batch_size, max_new_tokens, image_root, device=device, dtype=dtype,
+                         on_bad_line=on_bad_line))
 
 
 @app.command()

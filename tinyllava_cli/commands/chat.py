@@ -4,18 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tinyllava_cli.commands.common import check_placement, console, fail, load_pipeline
+from tinyllava_cli.commands.common import (
+    check_placement,
+    checkpoint_problem,
+    console,
+    err_console,
+    fail,
+    image_problem,
+    load_pipeline,
+)
 
 
 def chat(model: Path, image: Path | None, max_new_tokens: int, temperature: float, device: str = "auto",
          dtype: str = "auto") -> int:
-    from tinyllava.inference.pipeline import GenerationSettings
-
+    problem = checkpoint_problem(model)  # before torch is imported: a mistyped path is answered at once
+    if problem:
+        return fail(problem)
+    if image is not None:
+        problem = image_problem(Path(image))
+        if problem:
+            return fail(problem)
     problem = check_placement(device, dtype)
     if problem:
         return fail(problem)
-    if image is not None and not Path(image).is_file():
-        return fail(f"image {image} does not exist")
+    from tinyllava.inference.pipeline import GenerationSettings
+
     pipeline, problem = load_pipeline(model, device, dtype)
     if problem:
         return fail(problem)
@@ -33,7 +46,13 @@ def chat(model: Path, image: Path | None, max_new_tokens: int, temperature: floa
         if not history and image is not None:
             text = f"<image>\n{text}"
         history.append({"from": "human", "value": text})
-        answer = pipeline.answer([history], [image], settings)[0]
+        try:
+            answer = pipeline.answer([history], [image], settings)[0]
+        except (OSError, ValueError, RuntimeError) as exc:  # this turn fails; the chat goes on without it
+            history.pop()
+            err_console.print(f"[bold red]error:[/] this message could not be answered: {type(exc).__name__}: "
+                              f"{exc}", highlight=False)
+            continue
         history.append({"from": "gpt", "value": answer})
         console.print(f"[bold]assistant>[/] {answer}", highlight=False)
     return 0

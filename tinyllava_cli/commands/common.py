@@ -16,6 +16,63 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
+def checkpoint_problem(model: Path) -> str | None:
+    """Why `model` is not a checkpoint folder, with the checkpoints found near it; None when it is one.
+
+    Only looks at files (no torch), so a mistyped path is answered at once.
+    """
+    from tinyllava.constants import MANIFEST_NAME
+
+    path = Path(model)
+    if (path / MANIFEST_NAME).is_file():
+        return None
+    if not path.exists():
+        message = f"{path} does not exist"
+    elif not path.is_dir():
+        message = f"{path} is a file; give the checkpoint's folder"
+    else:
+        message = f"{path} is not a tinyllava checkpoint (it has no {MANIFEST_NAME})"
+    found = nearby_checkpoints(path)
+    if found:
+        message += "; checkpoints found: " + ", ".join(str(p) for p in found)
+    elif not path.exists():
+        message += "; a training run's last checkpoint is runs/<name>/latest"
+    return message
+
+
+def nearby_checkpoints(path: Path, limit: int = 5) -> list[Path]:
+    """Checkpoints below `path` (or below its nearest existing parent): each run's `latest`, then stages' `final`."""
+    from tinyllava.constants import MANIFEST_NAME
+
+    base = path
+    for _ in range(2):
+        if base.is_dir():
+            break
+        base = base.parent
+    if not base.is_dir():
+        return []
+    found: list[Path] = []
+    for pattern in ("latest", "*/latest", "*/*/latest", "final", "*/final", "*/*/final", "*/*/*/final"):
+        for candidate in sorted(base.glob(pattern)):
+            if (candidate / MANIFEST_NAME).is_file() and candidate.resolve() not in {p.resolve() for p in found}:
+                found.append(candidate)
+    return found[:limit]
+
+
+def image_problem(path: Path) -> str | None:
+    """Why an image file cannot be used (missing, not an image, truncated), or None. Decodes it fully."""
+    from PIL import Image
+
+    if not Path(path).is_file():
+        return f"image {path} does not exist"
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return f"image {path} cannot be read ({type(exc).__name__}: {exc})"
+    return None
+
+
 def check_placement(device: str, dtype: str) -> str | None:
     """The error message for a misspelt --device/--dtype (checked before anything heavy is imported), or None."""
     from tinyllava.inference.device import DeviceError, check_device_name, check_dtype_name

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tinyllava_cli.commands.common import check_placement, console, fail, load_pipeline
+from tinyllava_cli.commands.common import check_placement, checkpoint_problem, console, fail, load_pipeline
 
 
 def parse_options(benchmarks: list[str], options: list[str]) -> dict[str, dict[str, Any]]:
@@ -26,6 +26,9 @@ def parse_options(benchmarks: list[str], options: list[str]) -> dict[str, dict[s
 
 def evaluate(model: Path, benchmarks: list[str], data: Path | None, limit: int | None, batch_size: int,
              output: Path | None, options: list[str], device: str = "auto", dtype: str = "auto") -> int:
+    problem = checkpoint_problem(model)  # before torch is imported: a mistyped path is answered at once
+    if problem:
+        return fail(problem)
     from pydantic import ValidationError
 
     from tinyllava.eval.runner import run_benchmarks
@@ -57,6 +60,8 @@ def evaluate(model: Path, benchmarks: list[str], data: Path | None, limit: int |
     for name, entry in report["benchmarks"].items():
         console.print(f"{name}: {entry['questions']} questions in {entry['seconds']}s "
                       f"({entry['answers_per_second']} answers/s at batch {batch_size})")
+        if entry.get("chart"):
+            console.print(f"{name} chart: {entry['chart']}", highlight=False)
     console.print(f"results: {report['results_file']}")
     if report["failed"]:
         return fail(f"{len(report['failed'])} benchmark(s) failed: {', '.join(report['failed'])}", code=1)
