@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tinyllava.checkpoint.atomic import CheckpointWriteError, replace_symlink, write_text_atomic
+from tinyllava.checkpoint.atomic import CheckpointWriteError, discard_partials, replace_symlink, write_text_atomic
 from tinyllava.constants import MANIFEST_NAME
 from tinyllava.spec.runspec import RunSpec, StageSpec, spec_to_dict
 
@@ -579,12 +579,14 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
         ],
     )
     trainer.remove_callback(PrinterCallback)  # the rich bar shows loss and lr instead
+    if procs.is_main:
+        discard_partials(folder)  # what a save killed half-way left behind
     resume_from = last_trainer_checkpoint(folder / "checkpoints", procs.world_size) if resume else None
     if resume_from is not None:
         console.print(f"stage {stage.name}: resuming from {resume_from}")
     elif resume:
         console.print(f"stage {stage.name}: no checkpoint of this stage was saved yet; it starts at step 0")
-    with varlen_attention(model.language_model) if attention == "varlen" else contextlib.nullcontext():
+    with tower_guard, varlen_attention(model.language_model) if attention == "varlen" else contextlib.nullcontext():
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     # ZeRO-3 holds a slice of each weight per rank: gather them (a collective, so on every rank)
     state_dict = trainer.accelerator.get_state_dict(trainer.deepspeed) if trainer.is_deepspeed_enabled else None

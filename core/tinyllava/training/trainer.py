@@ -83,6 +83,12 @@ class TinyLlavaTrainer(Trainer):
                   os.path.join(output_dir, TRAINABLE_WEIGHTS), metadata={"format": "pt", "content": "trainable"})
         torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
 
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """The Trainer's checkpoint, written atomically: into a hidden sibling, renamed into place once complete."""
+        from tinyllava.checkpoint.atomic import save_trainer_checkpoint
+
+        save_trainer_checkpoint(self, super()._save_checkpoint, model, trial)
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         from safetensors.torch import load_file
 
