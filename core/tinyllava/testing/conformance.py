@@ -1,6 +1,6 @@
-"""Conformance kit: pytest base classes a plugin's tests subclass to check the contract of its kind.
+"""Conformance kits: pytest base classes a plugin's tests subclass to check the contract of its kind.
 
-Usage in a plugin's tests (the component is always fetched through the public plugin path):
+Usage in a plugin's tests (the component is always fetched through the public plugin path, entry points):
 
     from tinyllava.testing.conformance import ConnectorConformance
 
@@ -8,11 +8,16 @@ Usage in a plugin's tests (the component is always fetched through the public pl
         name = "my-connector"
         options = {"depth": 2}
 
-Every class checks: the component resolves through entry points; its plugin's entry module imports
-nothing heavy; its Options reject unknown keys; and, per kind, shapes, a save/load round trip on
-disk, dtype moves, and that building it opens no network connection. `QueryConnectorConformance` adds the
-checks of connectors that pool an image into learnt queries. The `heavy_imports_after` and `check_*` functions
-serve checks that several plugins' own tests share (LLM families: `tinyllava.testing.families`).
+One kit per kind: `LLMConformance`, `VisionTowerConformance`, `ConnectorConformance` (and
+`QueryConnectorConformance`), `ChatTemplateConformance`, `RecipeConformance`, `DatasetConformance`,
+`BenchmarkConformance`. Every kit runs the `ComponentConformance` checks: the component resolves through
+entry points and comes from a plugin; the plugin's entry module imports nothing heavy; the class honours its
+kind's contract (no abstract method left, Options derived from `ComponentOptions`); unknown option keys are
+refused; every Options default validates. Each kit's docstring says what it adds, the sizes it uses and the
+class attributes that configure it. Assertion messages are rewritten by pytest (the kit is registered through
+the `pytest11` entry point `tinyllava`), so a failing check shows the values it compared.
+The `heavy_imports_after` and `check_*` functions serve checks that several plugins' own tests share
+(LLM families: `tinyllava.testing.families`).
 """
 
 from __future__ import annotations
@@ -117,6 +122,20 @@ class ComponentConformance:
         cls = type(self.component())
         with pytest.raises(ValidationError):
             cls.Options.model_validate({**self.options, "surely_not_an_option": 1})
+
+    def test_honours_the_contract_of_its_kind(self) -> None:
+        """A subclass of the kind's ABC with every abstract method implemented; Options from ComponentOptions."""
+        from tinyllava.plugins.contracts import contract_problems
+        from tinyllava.plugins.registry import get_registry
+
+        cls = get_registry().entry(self.kind, self.name).load()
+        assert contract_problems(self.kind, cls) == []
+
+    def test_options_defaults_validate(self) -> None:
+        """pydantic does not validate defaults by itself: a default outside its own constraints is a bug."""
+        from tinyllava.plugins.contracts import default_problems
+
+        assert default_problems(type(self.component()).Options) == []
 
 
 class ConnectorConformance(ComponentConformance):
@@ -421,3 +440,176 @@ class ChatTemplateConformance(ComponentConformance):
         assert full[: len(prompt)] == prompt
         stop = template.stop_token_ids(tok)
         assert stop and full[-1] in stop
+
+
+# -- recipes --------------------------------------------------------------------------------------------
+TUNE_MODES = ("frozen", "full", "partial", "lora", "qlora")
+
+
+def tiny_stand_in_model(width: int = 16, blocks: int = 2) -> Any:
+    """A stand-in with the three component slots a recipe tunes, without any plugin: `language_model` is a tiny
+    transformers Llama (`blocks` layers, hidden `width`), `vision_tower` and `connector` are stacks of `blocks`
+    Linear(width, width) layers plus a LayerNorm, so every mode (frozen, full, partial, lora) applies."""
+    from torch import nn
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    class Part(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(blocks))
+            self.norm = nn.LayerNorm(width)
+
+        def forward(self, x: Any) -> Any:
+            for layer in self.layers:
+                x = layer(x)
+            return self.norm(x)
+
+    class StandIn(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.language_model = LlamaForCausalLM(LlamaConfig(
+                vocab_size=64, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=blocks,
+                num_attention_heads=2, num_key_value_heads=2))
+            self.vision_tower, self.connector = Part(), Part()
+
+    return StandIn()
+
+
+class RecipeConformance(ComponentConformance):
+    """Recipes: modes, default stages and what `prepare` trains.
+
+    Checks that `tune_modes` are known modes; every default stage is a valid StageSpec that the recipe's own
+    `check_stage` accepts; and `prepare` on each stage of `prepare_stages()` (default: the default stages that
+    need no GPU, i.e. no qlora; else one stage training the connector) returns optimizer groups holding exactly
+    the trainable parameters. `prepare` runs on `model()`, by default `tiny_stand_in_model()` (a 2-layer Llama of
+    width 16 and two stacks of Linear(16, 16)); override `model()` for a real tiny model (`tinyllava.testing.tiny`).
+    """
+
+    kind: ClassVar[str] = "recipe"
+
+    def model(self) -> Any:
+        return tiny_stand_in_model()
+
+    def prepare_stages(self) -> list[dict[str, Any]]:
+        stages = [s for s in self.component().default_stages() if "qlora" not in json.dumps(s.get("tune", {}))]
+        return stages or [{"name": "kit", "tune": {"llm": "frozen", "vision_tower": "frozen", "connector": "full"}}]
+
+    def test_tune_modes_are_known(self) -> None:
+        recipe = self.component()
+        assert set(recipe.tune_modes) <= set(TUNE_MODES), recipe.tune_modes
+        assert isinstance(recipe.needs_init_from, bool)
+
+    def test_default_stages_are_valid_and_accepted(self) -> None:
+        from tinyllava.spec.runspec import StageSpec
+
+        recipe = self.component()
+        stages = recipe.default_stages()
+        assert isinstance(stages, list)
+        for i, raw in enumerate(stages):
+            stage = StageSpec.model_validate(raw)
+            assert recipe.check_stage(stage, where=f"stages.{i}") == []
+
+    def test_prepare_groups_exactly_the_trainable_parameters(self) -> None:
+        from tinyllava.spec.runspec import StageSpec
+
+        for raw in self.prepare_stages():
+            model = self.model()
+            groups = self.component().prepare(model, StageSpec.model_validate(raw))
+            grouped = [p for g in groups for p in g["params"]]
+            trainable = [p for p in model.parameters() if p.requires_grad]
+            assert groups and all("lr" in g for g in groups), raw.get("name")
+            assert {id(p) for p in grouped} == {id(p) for p in trainable}, raw.get("name")
+            assert len(grouped) == len({id(p) for p in grouped}), "a parameter is in two groups"
+
+
+# -- datasets -------------------------------------------------------------------------------------------
+class DatasetConformance(ComponentConformance):
+    """Datasets: what `materialize` writes is valid LLaVA data, the same every time, and cached.
+
+    `options` should make a tiny dataset (a few records). Checks that `materialize(cache_root)` returns a JSON
+    file and an image root whose records pass the core's record checks (`tinyllava.data.records.load_records`)
+    with at least one record; that a second cache root gets identical JSON (deterministic); that the same root
+    is reused, not rewritten; and that materialising opens no network connection.
+    """
+
+    kind: ClassVar[str] = "dataset"
+
+    def test_materialize_writes_valid_llava_data(self, tmp_path: Path, no_network: None) -> None:
+        from tinyllava.data.records import load_records
+
+        json_path, image_root = self.component().materialize(tmp_path / "cache")
+        assert Path(json_path).is_file() and Path(image_root).is_dir()
+        checked = load_records(Path(json_path), Path(image_root))
+        assert checked.problems == [] and len(checked.records) >= 1
+
+    def test_materialize_is_deterministic_and_cached(self, tmp_path: Path) -> None:
+        first, _ = self.component().materialize(tmp_path / "a")
+        second, _ = self.component().materialize(tmp_path / "b")
+        assert Path(first).read_text() == Path(second).read_text()
+        stamp = Path(first).stat().st_mtime_ns
+        again, _ = self.component().materialize(tmp_path / "a")
+        assert Path(again) == Path(first) and Path(again).stat().st_mtime_ns == stamp
+
+
+# -- benchmarks -----------------------------------------------------------------------------------------
+class BenchmarkConformance(ComponentConformance):
+    """Benchmarks: items, answers files and scores.
+
+    Override `make_data(root)` to write a tiny copy of the benchmark's official files under `root` and return
+    the folder `load_items` reads (default: None, for benchmarks that generate their data), and
+    `answers(items)` to give the answers to score (default: an empty string for every item). Checks that
+    `load_items` returns at most `limit` (3) items with unique string ids, non-empty prompts and a positive
+    `max_new_tokens`, and exactly one item with limit=1 (and, when it reads files, that an empty folder is a
+    DataLayoutError); that `score` returns JSON-serialisable metrics (and
+    tables whose rows fit their columns, files that exist); that `write_answers` writes files that exist in
+    the output folder.
+    """
+
+    kind: ClassVar[str] = "benchmark"
+    limit: ClassVar[int] = 3
+
+    def make_data(self, root: Path) -> Path | None:
+        return None
+
+    def answers(self, items: list[Any]) -> dict[str, str]:
+        return {item.item_id: "" for item in items}
+
+    def items(self, tmp_path: Path, limit: int | None = None) -> list[Any]:
+        data = self.make_data(tmp_path / "data")
+        return self.component().load_items(data, limit=self.limit if limit is None else limit)
+
+    def test_load_items(self, tmp_path: Path, no_network: None) -> None:
+        items = self.items(tmp_path)
+        assert 1 <= len(items) <= self.limit
+        ids = [item.item_id for item in items]
+        assert all(isinstance(i, str) for i in ids) and len(set(ids)) == len(ids)
+        assert all(isinstance(item.prompt, str) and item.prompt for item in items)
+        assert all(item.max_new_tokens > 0 for item in items)
+        assert len(self.items(tmp_path / "one", limit=1)) == 1
+        if self.make_data(tmp_path / "again") is not None:  # it reads files: an empty folder says what is missing
+            from tinyllava.components.benchmark import DataLayoutError
+
+            empty = tmp_path / "empty"
+            empty.mkdir()
+            with pytest.raises(DataLayoutError):
+                self.component().load_items(empty, limit=self.limit)
+
+    def test_score_returns_json_metrics(self, tmp_path: Path) -> None:
+        from tinyllava.components.benchmark import BenchmarkResult
+
+        items = self.items(tmp_path)
+        out = tmp_path / "out"
+        out.mkdir()
+        result = self.component().score(items, self.answers(items), out)
+        assert isinstance(result, BenchmarkResult) and result.metrics
+        json.dumps(result.metrics)
+        for table in result.tables:
+            assert all(len(row) == len(table.columns) for row in table.rows), table.title
+        assert all(Path(f).exists() for f in result.files)
+
+    def test_write_answers(self, tmp_path: Path) -> None:
+        items = self.items(tmp_path)
+        out = tmp_path / "answers"
+        out.mkdir()
+        for path in self.component().write_answers(items, self.answers(items), out):
+            assert Path(path).is_file() and out in Path(path).parents

@@ -59,10 +59,10 @@ def test_unknown_mode_and_all_frozen_are_errors(model):
         recipe.prepare(model, StageSpec.model_validate({"name": "s", "tune": {"connector": "frozen"}}))
 
 
-from tinyllava.testing.conformance import ComponentConformance  # noqa: E402
+from tinyllava.testing.conformance import RecipeConformance  # noqa: E402
 
 
-class TestBaseRecipeConformance(ComponentConformance):
+class TestBaseRecipeConformance(RecipeConformance):
     kind = "recipe"
     name = "base"
     options = {}

@@ -7,7 +7,7 @@ import pytest
 from tinyllava.plugins.registry import get_registry
 from tinyllava.spec import resolve_spec
 from tinyllava.spec.runspec import StageSpec
-from tinyllava.testing.conformance import ComponentConformance
+from tinyllava.testing.conformance import RecipeConformance
 from tinyllava.training.runner import RunError, check_stages
 
 
@@ -43,6 +43,6 @@ def test_default_stages_use_only_modes_the_recipe_accepts():
         assert recipe.check_stage(StageSpec.model_validate(raw)) == []
 
 
-class TestConformance(ComponentConformance):
+class TestConformance(RecipeConformance):
     kind = "recipe"
     name = "custom_finetune"

@@ -10,7 +10,7 @@ from tinyllava.model.build import build_fresh
 from tinyllava.plugins.registry import get_registry
 from tinyllava.spec.runspec import ModelSpec, StageSpec
 from tinyllava.testing import TINY_MODEL
-from tinyllava.testing.conformance import ComponentConformance
+from tinyllava.testing.conformance import RecipeConformance
 
 
 def test_default_stages():
@@ -47,6 +47,6 @@ def test_default_stages_use_only_modes_the_recipe_accepts():
         assert recipe.check_stage(StageSpec.model_validate(raw)) == []
 
 
-class TestConformance(ComponentConformance):
+class TestConformance(RecipeConformance):
     kind = "recipe"
     name = "lora"

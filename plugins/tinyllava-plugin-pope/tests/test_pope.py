@@ -10,7 +10,7 @@ import pytest
 from tinyllava_plugin_pope.pope import POPEBenchmark, pope_answer, pope_metrics
 
 from tinyllava.components.benchmark import DataLayoutError
-from tinyllava.testing.conformance import ComponentConformance
+from tinyllava.testing.conformance import BenchmarkConformance
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 
@@ -57,9 +57,8 @@ def test_metrics_all_no_does_not_divide_by_zero() -> None:
     assert m["accuracy"] == 50.0 and m["yes_ratio"] == 0.0
 
 
-@pytest.fixture
-def pope_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "pope"
+def write_pope_data(root: Path) -> Path:
+    """A tiny copy of POPE's files in their official layout (two categories, seven questions)."""
     (root / "coco").mkdir(parents=True)
     (root / "val2014").mkdir()
 
@@ -87,6 +86,11 @@ def pope_dir(tmp_path: Path) -> Path:
     for row in rows:
         (root / "val2014" / row["image"]).touch()
     return root
+
+
+@pytest.fixture
+def pope_dir(tmp_path: Path) -> Path:
+    return write_pope_data(tmp_path / "pope")
 
 
 def test_load_and_score(pope_dir: Path, tmp_path: Path) -> None:
@@ -157,8 +161,14 @@ def test_registered_through_entry_points() -> None:
         reset_registry()
 
 
-class TestPOPEConformance(ComponentConformance):
-    """The shared contract checks: entry points, an import-light entry module, strict options."""
+class TestPOPEConformance(BenchmarkConformance):
+    """The benchmark kit on the tiny fixture: items, answer files, JSON metrics, layout errors."""
 
     kind: ClassVar[str] = "benchmark"
     name: ClassVar[str] = "pope"
+
+    def make_data(self, root: Path) -> Path:
+        return write_pope_data(root)
+
+    def answers(self, items: list) -> dict[str, str]:
+        return {item.item_id: "Yes" for item in items}
