@@ -119,3 +119,27 @@ def test_every_shipped_config_validates():
     for path in files:
         spec = load_spec(path)
         assert spec.stages, path
+
+
+def test_misspelt_fields_get_did_you_mean(raw):
+    raw["seeed"] = 1
+    raw["stages"][0]["learning_rate"] = 1e-3
+    raw["stages"][1]["tune"]["conector"] = "full"
+    raw["stages"][0]["data"]["on_bad_recrd"] = "skip"
+    text = problems(raw)
+    assert "seeed: unknown field (value 1); did you mean 'seed'?" in text
+    assert "stages.0.learning_rate: unknown field (value 0.001); did you mean 'lr'?" in text
+    assert "stages.1.tune.conector: unknown field (value 'full'); did you mean 'connector'?" in text
+    assert "stages.0.data.on_bad_recrd: unknown field (value 'skip'); did you mean 'on_bad_record'?" in text
+
+
+def test_misspelt_component_option_gets_did_you_mean(raw):
+    raw["model"]["connector"]["dpeth"] = 3
+    assert "model.connector.dpeth: unknown field (value 3); did you mean 'depth'?" in problems(raw)
+
+
+def test_num_threads_auto_or_positive(raw):
+    raw["num_threads"] = "auto"
+    assert resolve_spec(raw).num_threads == "auto"
+    raw["num_threads"] = 0
+    assert "num_threads: Value error, give 1 or more threads, or auto" in problems(raw)

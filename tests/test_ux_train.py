@@ -44,6 +44,7 @@ def test_train_in_a_log_file_prints_progress_plot_and_next_steps(tmp_path):
     assert f"tinyllava chat --model {run / 'latest'} --image" in out
     assert (run / "latest" / "manifest.json").is_file() or (run / "latest").resolve().is_dir()
     assert (run / "stage0-align" / "history.json").is_file()
+    assert "Setting accelerator to CPU" not in out and "requires torchvision" not in proc.stderr  # no --verbose
 
     again = cli("train", str(spec))
     assert again.returncode == 2 and "--overwrite" in again.stderr
@@ -84,3 +85,7 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_overwrite_replaces_the_run(tmp_
     assert replaced.returncode == 0, replaced.stderr
     assert "deleting the previous run" in replaced.stdout
     assert sorted(p.name for p in ckpts.glob("checkpoint-*")) == ["checkpoint-1"]
+    mask = os.umask(0)
+    os.umask(mask)
+    weights = [ckpts / "checkpoint-1" / "model.safetensors", ckpts.parent / "final" / "model.safetensors"]
+    assert [w.stat().st_mode & 0o777 for w in weights] == [0o666 & ~mask] * 2  # not safetensors' 0600

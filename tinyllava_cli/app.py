@@ -26,6 +26,20 @@ SetOption = Annotated[
 ]
 
 
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", help="also show third-party warnings hidden by default")] = False,
+) -> None:
+    """Build, train, evaluate and ship small LLaVA-style multimodal models."""
+    import os
+
+    from tinyllava_cli.commands.quiet import VERBOSE_ENV, install
+
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"  # launched processes (torchrun) inherit it
+    install()
+
+
 @app.command()
 def version() -> None:
     """Print the tinyllava version."""
@@ -55,6 +69,19 @@ def plugins_check(
     from tinyllava_cli.commands.plugins_check import plugins_check as run
 
     raise typer.Exit(run(names or [], with_traceback=show_traceback, as_json=as_json))
+
+
+@plugins_app.command("new")
+def plugins_new(
+    kind: Annotated[str, typer.Argument(help="llm, vision_tower, connector, chat_template, recipe, dataset or "
+                                              "benchmark")],
+    name: Annotated[str, typer.Argument(help="the component (and plugin) name, e.g. my-connector")],
+    directory: Annotated[Path, typer.Option("--dir", help="folder to create the distribution in")] = Path("."),
+) -> None:
+    """Scaffold an out-of-tree plugin distribution: pyproject, registration, component, README, kit tests."""
+    from tinyllava_cli.commands.plugins_new import plugins_new as run
+
+    raise typer.Exit(run(kind, name, directory))
 
 
 @app.command()

@@ -106,7 +106,16 @@ def save_checkpoint(
         write_manifest(staging, manifest)
         if entries and save_format == "full":
             _merge_in_place(staging, registry)
+        follow_umask(staging)
     return out_dir
+
+
+def follow_umask(folder: Path) -> None:
+    """safetensors creates its files 0600; give them the mode every other file gets (0666 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in Path(folder).rglob("*.safetensors"):
+        os.chmod(path, 0o666 & ~mask)
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:

@@ -411,7 +411,7 @@ def resolve_spec(
     try:
         spec = RunSpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(pydantic_problems(exc), source) from None
+        raise SpecError(pydantic_problems(exc, model=RunSpec), source) from None
     problems: list[str] = []
     for path, kind, slot in iter_component_slots(spec):
         problems += _validate_component(registry, path, kind, slot)
@@ -463,7 +463,7 @@ def _validate_component(registry: Any, path: str, kind: str, slot: ComponentSpec
     try:
         options = cls.Options.model_validate(slot.options)
     except ValidationError as exc:
-        return pydantic_problems(exc, prefix=path)
+        return pydantic_problems(exc, prefix=path, model=cls.Options)
     extras = slot.model_extra if slot.model_extra is not None else {}
     extras.clear()
     extras.update(options.model_dump(mode="json"))

@@ -66,8 +66,12 @@ class TinyLlavaTrainer(Trainer):
         return [n for n, p in self.model.named_parameters() if p.requires_grad]
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        from pathlib import Path
+
         from safetensors.torch import save_file
         from transformers.trainer import TRAINING_ARGS_NAME
+
+        from tinyllava.checkpoint.save import follow_umask
 
         if not self.args.should_save:
             return
@@ -81,6 +85,7 @@ class TinyLlavaTrainer(Trainer):
             tensors = {n: state_dict[n] for n in names if n in state_dict}
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
                   os.path.join(output_dir, TRAINABLE_WEIGHTS), metadata={"format": "pt", "content": "trainable"})
+        follow_umask(Path(output_dir))
         torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
