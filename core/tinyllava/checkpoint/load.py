@@ -41,7 +41,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
     manifest_path = path / MANIFEST_NAME
     if not manifest_path.is_file():
         raise CheckpointError(f"{path} is not a tinyllava checkpoint: {MANIFEST_NAME} is missing")
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{manifest_path} cannot be read ({_one_line(exc)}); the checkpoint is damaged") from None
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{manifest_path}: expected a JSON object, found {type(manifest).__name__}")
     version = manifest.get("format_version")
     if version != CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(
@@ -51,7 +56,57 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if unknown:
         raise CheckpointError(f"{path}: the checkpoint uses {', '.join(unknown)}, which this tinyllava cannot read; "
                               f"upgrade tinyllava")
+    _check_fields(manifest, manifest_path)
     return manifest
+
+
+# what every manifest holds, and its type (an edited or damaged manifest is named field by field)
+_REQUIRED = {"weights": str, "components": dict, "image_preprocess": str, "max_length": int}
+_KINDS = ("llm", "vision_tower", "connector", "chat_template")
+
+
+def _check_fields(manifest: dict[str, Any], where: Path) -> None:
+    for key, kind in _REQUIRED.items():
+        if not isinstance(manifest.get(key), kind):
+            found = "missing" if key not in manifest else f"a {type(manifest[key]).__name__}"
+            raise CheckpointError(f"{where}: field {key!r} must be a {kind.__name__} ({found}); the manifest was "
+                                  f"edited or damaged")
+    for kind in _KINDS:
+        comp = manifest["components"].get(kind)
+        if not (isinstance(comp, dict) and isinstance(comp.get("name"), str)
+                and isinstance(comp.get("options", {}), dict)):
+            raise CheckpointError(f"{where}: field 'components.{kind}' must be {{name, options}}; the manifest was "
+                                  f"edited or damaged")
+    if not isinstance(manifest.get("plugins", {}), dict) or not isinstance(manifest.get("adapters") or {}, dict):
+        raise CheckpointError(f"{where}: fields 'plugins' and 'adapters' must be objects")
+    adapters = manifest.get("adapters") or {}
+    for component, entry in adapters.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)):
+            raise CheckpointError(f"{where}: field 'adapters.{component}' must be an object with a 'path'")
+    # a checkpoint only ever reads files inside itself
+    for name in [manifest["weights"], *(entry["path"] for entry in adapters.values())]:
+        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise CheckpointError(f"{where}: {name!r} is not a path inside the checkpoint; the manifest was edited")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@contextmanager
+def _reading(path: Path, what: str) -> Iterator[None]:
+    """Turn a library's error while reading part of a checkpoint into a CheckpointError naming that part."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError, SafetensorError,
+            LookupError) as exc:
+        raise CheckpointError(f"{path}: {what} cannot be loaded ({type(exc).__name__}: {_one_line(exc)}); the "
+                              f"checkpoint is damaged or incomplete") from None
 
 
 def _check_plugins(manifest: dict[str, Any], registry: Any) -> dict[str, str]:
@@ -160,18 +215,23 @@ def load_checkpoint(path: Path, registry: Any = None, device: Any = None, dtype:
     registry = registry or get_registry()
     path = Path(path)
     manifest = read_manifest(path)
-    names = _check_plugins(manifest, registry)
+    with _reading(path, "field 'plugins' of the manifest"):
+        names = _check_plugins(manifest, registry)
     comps = manifest["components"]
-    config = json.loads((path / "config.json").read_text())
+    with _reading(path, "config.json"):
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
 
     def create(kind: str) -> Any:
         name = comps[kind]["name"]
-        return registry.create(kind, names.get(f"{kind}/{name}", name), comps[kind]["options"])
+        return registry.create(kind, names.get(f"{kind}/{name}", name), comps[kind].get("options", {}))
 
-    llm, tower, connector, template = (create(k) for k in ("llm", "vision_tower", "connector", "chat_template"))
-    tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
-    image_processor = AutoImageProcessor.from_pretrained(path / "image_processor")
-    with skeleton_init():
+    with _reading(path, "the components the manifest names"):  # only registered plugin components are built
+        llm, tower, connector, template = (create(k) for k in _KINDS)
+    with _reading(path, "tokenizer/"):
+        tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer", trust_remote_code=False)
+    with _reading(path, "image_processor/"):
+        image_processor = AutoImageProcessor.from_pretrained(path / "image_processor", trust_remote_code=False)
+    with _reading(path, "the model described by config.json"), skeleton_init():
         language_model = llm.from_config(config["text_config"])
         encoder = tower.from_config(config["vision_config"], image_processor)
         assembled = assemble(
@@ -180,10 +240,15 @@ def load_checkpoint(path: Path, registry: Any = None, device: Any = None, dtype:
             image_preprocess=manifest["image_preprocess"], max_length=manifest["max_length"],
         )
     model = assembled.model
-    load_weights(model, path / manifest["weights"])
+    with _reading(path, manifest["weights"]):
+        load_weights(model, path / manifest["weights"])
     adapters = manifest.get("adapters") or {}
+    for component, entry in adapters.items():  # adapters are read from safetensors only, never from a pickle
+        if not (path / entry["path"] / "adapter_model.safetensors").is_file():
+            raise CheckpointError(f"{path}: the {component} adapter has no {entry['path']}/adapter_model.safetensors")
     if adapters:
-        attach_adapters(model, path, adapters)
+        with _reading(path, "the adapters"):
+            attach_adapters(model, path, adapters)
         if merge_adapters:
             merge(model)
     if dtype is not None:

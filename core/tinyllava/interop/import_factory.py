@@ -99,7 +99,7 @@ def load_tokenizer(src: Path, config: dict[str, Any], override: Path | None) -> 
     for folder in candidates:
         if folder is not None and (Path(folder) / "tokenizer_config.json").is_file():
             with quiet_transformers():  # it reads config.json and warns that `tinyllava` is no transformers type
-                return AutoTokenizer.from_pretrained(str(folder)), []
+                return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False), []
     raise ImportFailed(f"{src}: no tokenizer found (no tokenizer_config.json there, nor in the config's "
                        f"tokenizer/LLM paths); pass --tokenizer DIR with the LLM's tokenizer "
                        f"({config.get('tokenizer_name_or_path') or config.get('llm_model_name_or_path')!r})")
@@ -113,7 +113,7 @@ def load_image_processor(src: Path, config: dict[str, Any], vision_config: dict[
     for folder in candidates:
         if folder is not None and (Path(folder) / "preprocessor_config.json").is_file():
             with quiet_transformers():
-                return AutoImageProcessor.from_pretrained(str(folder)), []
+                return AutoImageProcessor.from_pretrained(str(folder), trust_remote_code=False), []
     if override:
         raise ImportFailed(f"{override}: no preprocessor_config.json")
     processor = tower_cls.default_image_processor(vision_config)

@@ -135,7 +135,7 @@ def _without_token(src: Path, token: str, tokenizer: Any) -> Any:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "tokenizer.json").write_text(json.dumps(data))
         (Path(tmp) / "tokenizer_config.json").write_text(json.dumps(settings))
-        return AutoTokenizer.from_pretrained(tmp)
+        return AutoTokenizer.from_pretrained(tmp, trust_remote_code=False)
 
 
 def _max_length(ours: dict[str, Any] | None, tokenizer: Any) -> int:
@@ -169,8 +169,8 @@ def read_hf_llava(src: Path, *, chat_template: dict[str, Any] | None = None, reg
     if not any((src / name).is_file() for name in ("preprocessor_config.json", "processor_config.json")):
         raise ImportFailed(f"{src}: the image processor is missing (preprocessor_config.json or "
                            f"processor_config.json)")
-    tokenizer = AutoTokenizer.from_pretrained(str(src))
-    processor = AutoImageProcessor.from_pretrained(str(src))
+    tokenizer = AutoTokenizer.from_pretrained(str(src), trust_remote_code=False)
+    processor = AutoImageProcessor.from_pretrained(str(src), trust_remote_code=False)
     pad = bool(getattr(processor, "do_pad", False))
     if pad:
         processor.do_pad = False  # the core letterboxes (image_preprocess pad) before the processor runs

@@ -136,13 +136,14 @@ class FamilyLLM(LLM):
         from transformers import AutoConfig, AutoTokenizer
 
         gguf = {"gguf_file": opts.gguf_file} if opts.gguf_file else {}
-        config = AutoConfig.from_pretrained(opts.source, **gguf)
+        config = AutoConfig.from_pretrained(opts.source, trust_remote_code=False, **gguf)
         cls = self.model_class(config.model_type)  # before the weights: fail fast on the wrong family
         kwargs: dict[str, Any] = {"dtype": self._dtype(), **gguf}
         if opts.attn_implementation:
             kwargs["attn_implementation"] = opts.attn_implementation
         model = cls.from_pretrained(opts.source, config=config, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer or opts.source, **({} if opts.tokenizer else gguf))
+        tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer or opts.source, trust_remote_code=False,
+                                                  **({} if opts.tokenizer else gguf))
         return LLMParts(model, tokenizer)
 
     def from_config(self, text_config: dict[str, Any]) -> PreTrainedModel:

@@ -75,9 +75,9 @@ class LlamaLLM(LLM):
             kwargs["attn_implementation"] = opts.attn_implementation
         if opts.gguf_file:
             kwargs["gguf_file"] = opts.gguf_file
-        model = AutoModelForCausalLM.from_pretrained(opts.source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(opts.source, trust_remote_code=False, **kwargs)
         tok_kwargs = {"gguf_file": opts.gguf_file} if opts.gguf_file and not opts.tokenizer else {}
-        tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer or opts.source, **tok_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer or opts.source, trust_remote_code=False, **tok_kwargs)
         return LLMParts(model, tokenizer)
 
     def from_config(self, text_config: dict[str, Any]) -> Any:

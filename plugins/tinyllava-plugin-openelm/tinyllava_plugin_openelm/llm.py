@@ -91,7 +91,7 @@ class OpenELMLLM(LLM):
         if opts.tokenizer:
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer)
+            tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer, trust_remote_code=False)
         else:
             from tinyllava.kits.factory_templates import FACTORY_PROMPT_CORPUS
             from tinyllava.kits.tokenizers import build_byte_tokenizer
@@ -126,7 +126,7 @@ class OpenELMLLM(LLM):
         if opts.attn_implementation:
             kwargs["attn_implementation"] = opts.attn_implementation
         model = OpenELMForCausalLM.from_pretrained(opts.source, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer)
+        tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer, trust_remote_code=False)
         return LLMParts(model, tokenizer)
 
     def from_config(self, text_config: dict[str, Any]) -> PreTrainedModel:
