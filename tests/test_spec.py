@@ -143,3 +143,17 @@ def test_num_threads_auto_or_positive(raw):
     assert resolve_spec(raw).num_threads == "auto"
     raw["num_threads"] = 0
     assert "num_threads: Value error, give 1 or more threads, or auto" in problems(raw)
+
+
+def test_set_a_whole_mapping_replaces_the_slot(raw):
+    spec = resolve_spec(raw, ["model.connector={name: linear}"])
+    assert spec.model.connector.name == "linear" and "depth" not in spec.model.connector.options
+
+
+def test_delete_a_key_or_a_list_item(raw):
+    raw["model"]["connector"]["depth"] = 3
+    spec = resolve_spec(raw, ["model.connector.depth=~delete", "stages.0=~delete", "num_threads=~delete"])
+    assert spec.model.connector.options["depth"] == 2  # back to the default
+    assert [s.name for s in spec.stages] == ["instruct"] and spec.num_threads is None
+    assert "there is no 'dpeth' to remove (here: name, depth)" in problems(raw, ["model.connector.dpeth=~delete"])
+    assert "index 5 out of range" in problems(raw, ["stages.5=~delete"])

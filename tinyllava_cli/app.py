@@ -28,7 +28,8 @@ SetOption = Annotated[
 
 @app.callback()
 def _options(
-    verbose: Annotated[bool, typer.Option("--verbose", help="also show third-party warnings hidden by default")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="also show third-party warnings hidden by default")]
+    = False,
 ) -> None:
     """Build, train, evaluate and ship small LLaVA-style multimodal models."""
     import os
@@ -109,6 +110,17 @@ def config_show(file: Path, set_: SetOption = None) -> None:
     from tinyllava_cli.commands.config import show as run
 
     raise typer.Exit(run(file, set_ or []))
+
+
+@config_app.command("init")
+def config_init(
+    name: Annotated[str, typer.Argument(help="quickstart or paper/<row>, e.g. paper/tinyllava-phi-2-siglip-base")]
+    = "quickstart",
+) -> None:
+    """Print an editable copy of a built-in spec: tinyllava config init [quickstart|paper/<row>] > my.yaml"""
+    from tinyllava_cli.commands.config import init as run
+
+    raise typer.Exit(run(name))
 
 
 @config_app.command("schema")

@@ -1,8 +1,9 @@
-"""`tinyllava config validate|show|schema`."""
+"""`tinyllava config validate|show|schema|init`."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import yaml
@@ -48,4 +49,48 @@ def schema() -> int:
         err_console.print(f"[yellow]warning:[/] {kind} {name!r} is not in the schema: {why}", highlight=False)
     if skipped:
         err_console.print("run `tinyllava plugins check --traceback` for details", highlight=False)
+    return 0
+
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+# where the paper rows are: shipped inside the package when built with them, else a source checkout's configs/
+PAPER_DIRS = (PACKAGE_DIR / "specs" / "paper", PACKAGE_DIR.parent / "configs" / "paper")
+
+
+def paper_rows() -> dict[str, Path]:
+    """Row name (the file name without .yaml) -> file, from the first folder that has any."""
+    for folder in PAPER_DIRS:
+        rows = {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+        if rows:
+            return rows
+    return {}
+
+
+def template_file(name: str) -> Path | str:
+    """The spec file for `quickstart` or `paper/<row>`, else the error message."""
+    import difflib
+
+    if name == "quickstart":
+        return PACKAGE_DIR / "quickstart.yaml"
+    rows = paper_rows()
+    choices = ["quickstart", *(f"paper/{row}" for row in rows)]
+    if name.startswith("paper/") and name.removeprefix("paper/") in rows:
+        return rows[name.removeprefix("paper/")]
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    if not rows:
+        return f"unknown spec {name!r}; {hint}this installation has only: quickstart (the paper rows ship in a " \
+               f"source checkout's configs/paper)"
+    return f"unknown spec {name!r}; {hint}choose one of: " + ", ".join(choices)
+
+
+def init(name: str) -> int:
+    """Print an editable copy of a built-in spec (comments kept): `tinyllava config init > my.yaml`."""
+    found = template_file(name)
+    if isinstance(found, str):
+        return fail(found)
+    sys.stdout.write(found.read_text())
+    if sys.stdout.isatty():
+        err_console.print(f"(from {found}; redirect it to a file: tinyllava config init {name} > my.yaml)",
+                          highlight=False)
     return 0

@@ -1,4 +1,8 @@
-"""Dotted overrides (`--set stages.0.lr=1e-3`) applied to the raw spec before validation."""
+"""Dotted overrides (`--set stages.0.lr=1e-3`) applied to the raw spec before validation.
+
+The value follows YAML, so a whole mapping or list can be given (`--set 'model.connector={name: linear}'`
+replaces the slot, dropping the old component's options). `KEY=~delete` removes a key, or a list item.
+"""
 
 from __future__ import annotations
 
@@ -28,13 +32,39 @@ def _looks_like_float(text: str) -> bool:
     return any(c in text.lower() for c in "e.")
 
 
+DELETE = "~delete"
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for item in overrides:
         if "=" not in item:
-            raise SpecError([f"override {item!r}: expected KEY=VALUE, e.g. stages.0.lr=1e-3"])
+            raise SpecError([f"override {item!r}: expected KEY=VALUE, e.g. stages.0.lr=1e-3 "
+                             f"(or KEY={DELETE} to remove a key)"])
         path, _, text = item.partition("=")
-        set_path(raw, path.strip(), parse_value(text))
+        if text.strip() == DELETE:
+            delete_path(raw, path.strip())
+        else:
+            set_path(raw, path.strip(), parse_value(text))
     return raw
+
+
+def delete_path(raw: dict[str, Any], path: str) -> None:
+    """Remove a key (or a list item); one that is not there is an error, so a typo does not pass silently."""
+    parts = path.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        node = _child(node, part, parts[: i + 1], create=False)
+    last = parts[-1]
+    if isinstance(node, list):
+        del node[_index(last, node, parts)]
+    elif isinstance(node, dict):
+        if last not in node:
+            known = ", ".join(str(k) for k in node) or "nothing"
+            raise SpecError([f"override {path}={DELETE}: there is no {last!r} to remove (here: {known})"])
+        del node[last]
+    else:
+        raise SpecError([f"override {path}={DELETE}: {'.'.join(parts[:-1])} is a {type(node).__name__}, "
+                         f"not a mapping"])
 
 
 def set_path(raw: dict[str, Any], path: str, value: Any) -> None:
