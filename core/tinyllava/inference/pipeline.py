@@ -121,6 +121,13 @@ class Pipeline:
         """One answer per conversation; `images[i]` is a path, a PIL image or None."""
         return self.answer_ids(self.encode_prompts(conversations, images), images, settings)
 
+    def ask(self, image: Any, question: str, max_new_tokens: int = 128) -> str:
+        """One question about one image (a PIL image, a path, or None): the README's three-line Python API, kept
+        stable. Greedy; for batches, several turns or sampling use `answer()`."""
+        text = f"{IMAGE_PLACEHOLDER}\n{question}" if image is not None else question
+        settings = GenerationSettings(max_new_tokens=max_new_tokens)
+        return self.answer([[{"from": "human", "value": text}]], [image], settings)[0]
+
     def answer_ids(self, rows: list[list[int]], images: list[Any], settings: GenerationSettings | None = None
                    ) -> list[str]:
         """Answers for prompts already encoded by `encode_prompts`, generated together (left-padded)."""
