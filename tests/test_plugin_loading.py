@@ -263,6 +263,7 @@ def test_unknown_component_names_a_blocked_provider_and_the_install_line(site, m
     with pytest.raises(ComponentNotFoundError) as err:
         load().entry("llm", "gemma")
     assert "provided by tinyllava-plugin-gemma 0.1.0, which is installed but blocked" in str(err.value)
+    assert "may provide it" not in str(err.value)
     monkeypatch.setenv("TINYLLAVA_PLUGINS_BLOCK", "tinyllava-plugin-gemma")
     from tinyllava.plugins import loader
 
@@ -278,3 +279,4 @@ def test_unknown_component_mentions_plugins_that_did_not_load(site):
     with pytest.raises(ComponentNotFoundError) as err:
         load().entry("connector", "zz-mystery")
     assert "fake-broken 2.3.4 (failed: import failed: RuntimeError: boom at import)" in str(err.value)
+    assert "tinyllava-plugin-" not in str(err.value)  # first-party plugins are known not to provide it

@@ -228,7 +228,7 @@ class Registry:
     def unknown_message(self, kind: str, name: str) -> str:
         """What is wrong and how to fix it: close names, the distribution that provides it, plugins that did
         not load (and so may be the one that provides it)."""
-        from tinyllava.plugins.catalog import first_party_providers
+        from tinyllava.plugins.catalog import FIRST_PARTY, first_party_providers
 
         qualifier, bare = split_qualified(name)
         installed = self.names(kind)
@@ -243,12 +243,13 @@ class Registry:
             elif rec.status != "ok":
                 parts.append(f"{kind} {bare!r} is provided by {dist} {rec.version}, which is installed but "
                              f"{rec.status}: {rec.error}")
-        unloaded = [r for r in self.plugins if r.status != "ok" and r.distribution not in
-                    first_party_providers(kind, bare) and (qualifier is None or qualifier in
-                                                            (r.plugin_id, r.distribution))]
+        # a third-party plugin that did not load may be the provider; first-party ones are known from the catalog
+        unloaded = [r for r in self.plugins if r.status != "ok" and r.distribution not in FIRST_PARTY
+                    and (qualifier is None or qualifier in (r.plugin_id, r.distribution))]
         if unloaded:
-            parts.append("these installed plugins did not load, so what they provide is unknown: " + "; ".join(
-                f"{r.distribution} {r.version} ({r.status}: {r.error})" for r in unloaded))
+            shown = "; ".join(f"{r.distribution} {r.version} ({r.status}: {r.error})" for r in unloaded[:3])
+            more = f"; and {len(unloaded) - 3} more (tinyllava plugins list)" if len(unloaded) > 3 else ""
+            parts.append(f"installed plugins that did not load, and may provide it: {shown}{more}")
         return ". ".join(parts)
 
 
