@@ -306,12 +306,13 @@ def serve(
     model_name: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--model-name", help="the model id clients send (default: from the checkpoint path)")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")] = "info",
+    threads: Annotated[int, typer.Option("--threads", help="torch threads (0: torch's default)")] = 0,
 ) -> None:
     """Serve a checkpoint: OpenAI-compatible API (/v1/chat/completions) with dynamic batching, and a chat page at /."""
     from tinyllava_cli.commands.serve import serve as run
 
     raise typer.Exit(run(model, host, port, device, dtype, max_batch, max_wait_ms, api_key, max_image_bytes,
-                         max_image_pixels, max_tokens, model_name, log_level))
+                         max_image_pixels, max_tokens, model_name, log_level, threads))
 
 
 def main() -> None:

@@ -11,13 +11,13 @@ from tinyllava_cli.commands.common import check_placement, console, fail, load_p
 
 def serve(model: Path, host: str, port: int, device: str, dtype: str, max_batch: int, max_wait_ms: float,
           api_key: str | None, max_image_bytes: int, max_image_pixels: int, max_tokens: int,
-          model_name: str | None, log_level: str) -> int:
+          model_name: str | None, log_level: str, threads: int = 0) -> int:
     problem = check_placement(device, dtype)
     if problem:
         return fail(problem)
     for flag, value, low in (("--max-batch", max_batch, 1), ("--max-image-bytes", max_image_bytes, 1),
                              ("--max-image-pixels", max_image_pixels, 1), ("--max-tokens", max_tokens, 1),
-                             ("--port", port, 0)):
+                             ("--port", port, 0), ("--threads", threads, 0)):
         if value < low:
             return fail(f"{flag} {value}: give at least {low}")
     if max_wait_ms < 0:
@@ -31,7 +31,7 @@ def serve(model: Path, host: str, port: int, device: str, dtype: str, max_batch:
                     f"pick another with --port, or --port 0 for any free one)")
     try:
         return _run(sock, model, device, dtype, max_batch, max_wait_ms, api_key, max_image_bytes,
-                    max_image_pixels, max_tokens, model_name, log_level)
+                    max_image_pixels, max_tokens, model_name, log_level, threads)
     finally:
         sock.close()
 
@@ -48,11 +48,14 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _run(sock: socket.socket, model: Path, device: str, dtype: str, max_batch: int, max_wait_ms: float,
          api_key: str | None, max_image_bytes: int, max_image_pixels: int, max_tokens: int, model_name: str | None,
-         log_level: str) -> int:
+         log_level: str, threads: int) -> int:
     import logging
 
+    import torch
     import uvicorn
 
+    if threads:
+        torch.set_num_threads(threads)
     from tinyllava.serving import ServeConfig
     from tinyllava.serving.app import context_length, create_app
 
@@ -68,8 +71,8 @@ def _run(sock: socket.socket, model: Path, device: str, dtype: str, max_batch: i
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}"
-    console.print(f"serving {name} ({pipeline.device}, {str(pipeline.pixel_dtype).removeprefix('torch.')}) "
-                  f"at {url}", highlight=False)
+    console.print(f"serving {name} ({pipeline.device}, {str(pipeline.pixel_dtype).removeprefix('torch.')}, "
+                  f"{torch.get_num_threads()} threads) at {url}", highlight=False)
     console.print(f"  chat page: {url}/   OpenAI API: {url}/v1   batches of up to {max_batch}, "
                   f"waiting up to {max_wait_ms:g} ms{'   API key required' if api_key else ''}", highlight=False)
     console.print("  Ctrl-C stops the server", highlight=False)

@@ -7,12 +7,14 @@ request joins the batcher's queue.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the route signatures (Request is imported in create_app)
+import hashlib
 import hmac
 import json
 import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +30,7 @@ from tinyllava.serving.textstream import TextStream
 log = logging.getLogger("tinyllava.serve")
 
 STATIC_DIR = Path(__file__).parent / "static"
+PIXEL_CACHE_SIZE = 32  # preprocessed images kept, by the hash of their data URL
 
 
 def context_length(pipeline: Any) -> int:
@@ -152,16 +155,32 @@ def create_app(pipeline: Any, config: ServeConfig) -> Any:
             raise ApiError(400, f"the request body is not valid JSON ({exc}); send a JSON object with "
                                 f"'Content-Type: application/json'", code="invalid_json") from None
 
+    pixel_cache: OrderedDict[str, Any] = OrderedDict()  # a conversation sends its image again every turn
+
+    def image_pixels(url: str, param: str | None) -> Any:
+        key = hashlib.sha256(url.encode()).hexdigest()
+        with encode_lock:
+            if key in pixel_cache:
+                pixel_cache.move_to_end(key)
+                return pixel_cache[key]
+        image = decode_data_url(url, max_bytes=config.max_image_bytes, max_pixels=config.max_image_pixels,
+                                param=param)
+        try:
+            pixels = pipeline.pixel_values(image)
+        except Exception as exc:  # noqa: BLE001 - an image the processor cannot take is the request's fault
+            raise ApiError(400, f"the image could not be preprocessed: {exc}", param=param,
+                           code="invalid_image_format") from None
+        with encode_lock:
+            pixel_cache[key] = pixels
+            while len(pixel_cache) > PIXEL_CACHE_SIZE:
+                pixel_cache.popitem(last=False)
+        return pixels
+
     def prepare(conversation: Conversation) -> tuple[list[int], Any]:
         image = pixels = None
         if conversation.image_url is not None:
-            image = decode_data_url(conversation.image_url, max_bytes=config.max_image_bytes,
-                                    max_pixels=config.max_image_pixels, param=conversation.image_param)
-            try:
-                pixels = pipeline.pixel_values(image)
-            except Exception as exc:  # noqa: BLE001 - an image the processor cannot take is the request's fault
-                raise ApiError(400, f"the image could not be preprocessed: {exc}",
-                               param=conversation.image_param, code="invalid_image_format") from None
+            pixels = image_pixels(conversation.image_url, conversation.image_param)
+            image = True  # encode_prompts only checks that the conversation has an image
         try:
             with encode_lock:
                 rows = pipeline.encode_prompts([conversation.turns], [image])[0]
@@ -191,6 +210,30 @@ def create_app(pipeline: Any, config: ServeConfig) -> Any:
     async def chat_completions(request: Request) -> Any:
         stats.requests += 1
         check_key(request)
+        batcher.arriving += 1
+        try:
+            job, text, meta, chat = await receive(request)
+        finally:
+            batcher.arriving -= 1
+        if chat.stream:
+            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+            return StreamingResponse(_sse(job, text, meta, len(job.rows), include_usage, stats),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        try:
+            reason = await _collect(job, text)
+        finally:
+            job.cancelled = True
+        stats.completed += 1
+        return {
+            **meta, "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text.final()},
+                         "logprobs": None, "finish_reason": reason}],
+            "usage": _usage(len(job.rows), len(text.ids)),
+        }
+
+    async def receive(request: Request) -> tuple[Job, TextStream, dict[str, Any], ChatRequest]:
+        """Read, check and prepare the request, and queue its job."""
         chat = parse_request(await read_json(request))
         if chat.model != config.model_id:
             raise ApiError(404, f"The model '{chat.model}' does not exist; this server serves '{config.model_id}' "
@@ -204,24 +247,8 @@ def create_app(pipeline: Any, config: ServeConfig) -> Any:
                   top_p=chat.top_p if chat.top_p is not None else 1.0,
                   seed=chat.seed if temperature > 0 else None, want_tokens=bool(chat.stream or stops))
         batcher.submit(job)
-        text = TextStream(pipeline.tokenizer, stops)
         meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": config.model_id}
-        if chat.stream:
-            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-            return StreamingResponse(_sse(job, text, meta, len(rows), include_usage, stats),
-                                     media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        try:
-            reason = await _collect(job, text)
-        finally:
-            job.cancelled = True
-        stats.completed += 1
-        return {
-            **meta, "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text.final()},
-                         "logprobs": None, "finish_reason": reason}],
-            "usage": _usage(len(rows), len(text.ids)),
-        }
+        return job, TextStream(pipeline.tokenizer, stops), meta, chat
 
     return app
 

@@ -1,5 +1,6 @@
 """Dynamic batching: requests queue up; one worker thread takes as many as can share a generate call (up to
-`max_batch`, waiting at most `max_wait_ms` after the first for company) and runs them together, left-padded.
+`max_batch`) and runs them together, left-padded. A request waits for company at most `max_wait_ms`, and only while
+others are on their way (received, their image and prompt being prepared): a lone request goes at once.
 
 Greedy requests always share; sampled ones share only with the same temperature and top_p and no seed (a seeded
 request runs alone, so its seed alone decides its answer). Each request reads its own tokens as they come and is
@@ -94,6 +95,8 @@ class Batcher:
         self._pending: deque[Job] = deque()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        # requests received but not queued yet (body, image, prompt being prepared): worth waiting for
+        self.arriving = 0
         self.stop_ids = set(pipeline.template.stop_token_ids(pipeline.tokenizer))
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -150,10 +153,11 @@ class Batcher:
             pass
         first = self._pending[0]
         deadline = first.enqueued + self.max_wait
-        while (not self._stopping and sum(j.key == first.key for j in self._pending) < self.max_batch):
+        while not self._stopping and sum(j.key == first.key for j in self._pending) < self.max_batch:
             left = deadline - time.monotonic()
-            if left <= 0 or not self._take(block=True, timeout=left):
-                break
+            if left <= 0 or (self.arriving <= 0 and self._queue.empty()):
+                break  # waited long enough, or nobody else is on the way: go now
+            self._take(block=True, timeout=min(left, 0.002))
         batch: list[Job] = []
         rest: deque[Job] = deque()
         for job in self._pending:
