@@ -22,9 +22,9 @@ def conv(*values):
 
 @pytest.mark.parametrize(("record", "reason"), [
     ("just a string", "not an object"),
-    ({"id": "a"}, "'conversations' must be a non-empty list"),
+    ({"id": "a"}, "conversations: must be a non-empty list"),
     ({"id": "a", "conversations": [{"from": "human"}]}, "'from' and 'value'"),
-    ({"id": "a", "conversations": [{"from": "robot", "value": "x"}]}, "expected 'human' or 'gpt'"),
+    ({"id": "a", "conversations": [{"from": "robot", "value": "x"}]}, "conversations[0].from: 'from' is 'robot'"),
     ({"id": "a", "conversations": conv("q", "a", "q2")}, "last turn must be a gpt answer"),
     ({"id": "a", "conversations": conv("<image> q", "a")}, "no 'image' field"),
     ({"id": "a", "image": "x.png", "conversations": conv("q", "a")}, "0 <image> tags"),
@@ -49,7 +49,7 @@ def test_load_records_skip_mode_counts(tmp_path):
     with pytest.raises(DataError) as err:
         load_records(path, tmp_path)
     assert "2 of 4 records are bad" in str(err.value)
-    assert "record good: duplicate id" in str(err.value) and "record gone: image" in str(err.value)
+    assert "record good: id: duplicate id" in str(err.value) and "record gone: image" in str(err.value)
     checked = load_records(path, tmp_path, on_bad_record="skip")
     assert [r["id"] for r in checked.records] == ["good", "text"]
     assert len(checked.problems) == 2

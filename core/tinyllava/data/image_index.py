@@ -13,11 +13,11 @@ import json
 import os
 from pathlib import Path
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: entries also hold the image size (width, height)
 
 
 class ImageIndex:
-    """{absolute path: (size, mtime_ns, problem or None, sha256)}; `save` writes it atomically."""
+    """{absolute path: (size, mtime_ns, problem or None, sha256, width, height)}; `save` writes it atomically."""
 
     def __init__(self, file: Path | None = None) -> None:
         self.file = Path(file) if file is not None else None
@@ -41,21 +41,28 @@ class ImageIndex:
         entry = self.entries.get(key)
         if entry is not None and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
             return entry
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            return [st.st_size, st.st_mtime_ns, f"image {path} cannot be read ({exc.strerror or exc})", "", 0, 0]
         self.opened += 1
-        entry = [st.st_size, st.st_mtime_ns, _verify(path, data), hashlib.sha256(data).hexdigest()]
+        problem, width, height = _verify(path, data)
+        entry = [st.st_size, st.st_mtime_ns, problem, hashlib.sha256(data).hexdigest(), width, height]
         self.entries[key] = entry
         self._dirty = True
         return entry
 
-    def problem(self, path: Path) -> str | None:
-        """Why the image cannot be used (missing, unreadable), or None."""
+    def problem(self, path: Path, max_pixels: int | None = None) -> str | None:
+        """Why the image cannot be used (missing, unreadable, more than `max_pixels` pixels), or None."""
         path = Path(path)
         if not path.is_file():
-            return f"image {path} does not exist"
+            return f"image {path} does not exist" if not path.is_dir() else f"image {path} is a directory"
         entry = self._entry(path)
         if entry is None:
             return f"image {path} does not exist"
+        if entry[2] is None and max_pixels is not None and entry[4] * entry[5] > max_pixels:
+            return (f"image {path} is {entry[4]}x{entry[5]} = {entry[4] * entry[5]:,} pixels, more than "
+                    f"max_image_pixels={max_pixels:,} (a decompression bomb?); shrink it or raise the limit")
         return entry[2]
 
     def digest(self, path: Path) -> str:
@@ -75,12 +82,22 @@ class ImageIndex:
         self._dirty = False
 
 
-def _verify(path: Path, data: bytes) -> str | None:
+def _verify(path: Path, data: bytes) -> tuple[str | None, int, int]:
+    """(problem or None, width, height). The image is decoded in full, as training will decode it, so a truncated
+    file is caught here rather than mid-run; one larger than `DECODE_LIMIT` is not decoded at all."""
+    from tinyllava.data.images import DECODE_LIMIT, open_image
+
     try:
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > DECODE_LIMIT:  # never decoded, whatever the run's max_image_pixels
+                return (f"image {path} is {width}x{height} pixels, too many to decode (a decompression bomb?)",
+                        width, height)
             img.verify()
-    except Exception as exc:  # noqa: BLE001
-        return f"image {path} is unreadable ({type(exc).__name__}: {exc})"
-    return None
+        open_image(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - any decoder failure makes the file unusable, with its reason
+        reason = " ".join(str(exc).split())[:200]
+        return f"image {path} is unreadable ({type(exc).__name__}: {reason})", 0, 0
+    return None, width, height

@@ -32,10 +32,44 @@ def preprocess_image(image: Any, processor: Any, mode: str) -> Any:
     return processor(images=image, return_tensors="pt")["pixel_values"][0]
 
 
+# images above this many pixels are never decoded (PIL's own bomb guard is twice its MAX_IMAGE_PIXELS); the data
+# spec's `max_image_pixels` (default DEFAULT_MAX_PIXELS) refuses smaller ones per run
+DECODE_LIMIT = 1 << 30
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def to_rgb(img: Any) -> Any:
+    """Any PIL image as 8-bit RGB, as a viewer shows it: EXIF orientation applied, the first frame of an animation,
+    16-bit and float greyscale scaled to 8 bits (a plain convert would clip them to white), palettes and alpha
+    resolved (transparent areas keep their colour values)."""
+    from PIL import Image, ImageOps
+
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode.startswith("I") or img.mode == "F":
+        import numpy as np
+
+        array = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        peak = float(array.max()) if array.size else 0.0
+        if img.mode.startswith("I;16"):
+            top = 65535.0
+        elif img.mode == "F" and peak <= 1.0:
+            top = 1.0  # float images in [0, 1]
+        else:  # 32-bit integers or floats: 8-, 16-bit ranges as such, anything else scaled to its maximum
+            top = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else peak
+        img = Image.fromarray(np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8), mode="L")
+    elif img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
 def open_image(path: Any) -> Any:
+    """A file (path or binary file object) or a PIL image as 8-bit RGB; see to_rgb."""
     from PIL import Image
 
     if hasattr(path, "convert"):
-        return path
+        return to_rgb(path)
     with Image.open(path) as img:
-        return img.convert("RGB")
+        img.load()
+        return to_rgb(img)

@@ -63,6 +63,10 @@ class DataSpec(StrictModel):
     on_bad_record: Literal["stop", "skip"] = Field(
         "stop", description="stop: refuse to train on bad records; skip: drop them and report the count"
     )
+    max_image_pixels: int = Field(
+        64_000_000, gt=0, description="images with more pixels (width x height) are bad records, refused before "
+        "they are decoded (decompression bombs)"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:

@@ -464,7 +464,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     cache_root = spec.cache_root()
     images = ImageIndex(cache_root / "images.json")
     with procs.main_first():  # rank 0 fills the image index and the token cache, the others read them
-        checked = load_records(json_path, image_root, data_spec.on_bad_record, images=images)
+        checked = load_records(json_path, image_root, data_spec.on_bad_record, images=images,
+                               max_pixels=data_spec.max_image_pixels)
         dataset = SupervisedDataset(
             checked.records, image_root, template, tokenizer, image_processor,
             model.config.image_seq_len, settings.max_length, settings.image_preprocess,
