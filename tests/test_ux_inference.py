@@ -104,3 +104,14 @@ def test_chat_refuses_a_corrupt_image_cleanly(checkpoint, tmp_path):
     proc = cli("chat", "--model", str(checkpoint), "--image", str(tmp_path / "bad.jpg"), input="hi\n\n")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"image {tmp_path / 'bad.jpg'} cannot be read" in proc.stderr
+
+
+def test_eval_writes_a_score_chart_next_to_results(checkpoint, tmp_path):
+    proc = cli("eval", "--model", str(checkpoint), "-b", "shapes", "-O", "shapes.per_category=1",
+               "--batch-size", "8", "--output", str(tmp_path / "ev"))
+    assert proc.returncode == 0, proc.stderr
+    chart = tmp_path / "ev" / "shapes-scores.png"
+    assert f"shapes chart: {chart}" in proc.stdout
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    report = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert report["benchmarks"]["shapes"]["chart"] == str(chart)
