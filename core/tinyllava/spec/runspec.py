@@ -390,9 +390,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise SpecError([f"spec file {path} does not exist"])
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8-sig")) or {}
     except yaml.YAMLError as exc:
         raise SpecError([f"YAML syntax error: {exc}"], str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([f"not UTF-8 text (byte {exc.start}: {exc.reason}); save the spec as UTF-8"],
+                        str(path)) from None
     if not isinstance(raw, dict):
         raise SpecError(["the top level must be a mapping"], str(path))
     return raw
@@ -409,6 +412,8 @@ def resolve_spec(
     from tinyllava.plugins.registry import get_registry
 
     registry = registry or get_registry()
+    if not isinstance(raw, dict):
+        raise SpecError([f"the top level must be a mapping, not {type(raw).__name__}"], source)
     raw = copy.deepcopy(raw)
     _expand_recipe_stages(raw, registry, source)
     apply_overrides(raw, overrides or [])
