@@ -14,30 +14,74 @@ from tinyllava.plugins.scaffold import KIND_TEMPLATES, ScaffoldError, package_na
 from tinyllava.testing.timeouts import SUBPROCESS_TIMEOUT_S
 
 
-def test_connector_and_benchmark_install_and_pass_their_tests(tmp_path):
-    """A real `pip install` of each (into a target folder, so the shared environment is untouched), then pytest
-    on their own tests with the entry points visible: the conformance kit and the plugins' checks pass."""
-    roots = [scaffold("connector", "zz-scaf-conn", tmp_path), scaffold("benchmark", "zz-scaf-bench", tmp_path)]
-    site = tmp_path / "site"
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], dict[str, str]]:
+    """A connector and a benchmark scaffolded and installed with a real `pip install` (into a target folder,
+    so the shared environment is untouched); the environment that sees their entry points."""
+    root = tmp_path_factory.mktemp("scaffold")
+    roots = [scaffold("connector", "zz-scaf-conn", root), scaffold("benchmark", "zz-scaf-bench", root)]
+    site = root / "site"
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
          "--target", str(site), *map(str, roots)],
         capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
     )
     assert pip.returncode == 0, pip.stderr[-3000:]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "COLUMNS": "200",
+           "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    return root, roots, env
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "tinyllava"), *args], capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT_S, env=env)
+
+
+def test_connector_and_benchmark_pass_their_tests_at_once(installed):
+    root, roots, env = installed
     tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(root),
          *(str(r / "tests") for r in roots)],
-        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=env, cwd=root,
     )
     assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
     assert " passed" in tests.stdout and "failed" not in tests.stdout and "skipped" not in tests.stdout
-    check = subprocess.run(
-        [str(Path(sys.executable).parent / "tinyllava"), "plugins", "check", "zz-scaf-conn", "zz-scaf-bench"],
-        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env={**env, "COLUMNS": "200"},
-    )
+    check = cli(env, "plugins", "check", "zz-scaf-conn", "zz-scaf-bench")
     assert check.returncode == 0 and "all 2 plugins ok" in check.stdout, check.stdout + check.stderr
+
+
+def test_walkthrough_trains_with_the_new_connector_and_evaluates_with_the_new_benchmark(installed, tmp_path):
+    """The README/CONTRIBUTING path: a tiny run whose connector is the scaffolded one, then `tinyllava eval` with
+    the scaffolded benchmark on a data folder in its documented layout."""
+    import json
+
+    import yaml
+    from PIL import Image
+
+    from tinyllava.testing import tiny_run_spec
+
+    _, _, env = installed
+    raw = tiny_run_spec(tmp_path / "runs", name="walk", steps=1, num_images=4)
+    raw["model"]["connector"] = {"name": "zz-scaf-conn", "hidden_multiplier": 2.0}
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    trained = cli(env, "train", str(spec))
+    assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
+    checkpoint = next(x for x in trained.stdout.splitlines() if x.startswith("checkpoint: ")).split(": ", 1)[1]
+    manifest = json.loads((Path(checkpoint.strip()) / "tinyllava.json").read_text())
+    assert manifest["plugins"]["connector/zz-scaf-conn"]["distribution"] == "tinyllava-plugin-zz-scaf-conn"
+    data = tmp_path / "bench"
+    data.mkdir()
+    rows = [{"question_id": i, "image": f"{i}.png", "text": "What colour is it?", "answer": c}
+            for i, c in enumerate(["red", "blue"])]
+    for row in rows:
+        Image.new("RGB", (32, 32), row["answer"]).save(data / row["image"])
+    (data / "questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    evaluated = cli(env, "eval", "--model", checkpoint.strip(), "--benchmark", "zz-scaf-bench", "--data", str(data),
+                    "--output", str(tmp_path / "ev"))
+    assert evaluated.returncode == 0, evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
+    report = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert report["benchmarks"]["zz-scaf-bench"]["metrics"]["questions"] == 2
 
 
 @pytest.mark.parametrize("kind", sorted(KIND_TEMPLATES))
