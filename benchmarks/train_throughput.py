@@ -54,6 +54,7 @@ class Meter:
         self.step_begin: list[float] = []
         self.step_end: list[float] = []
         self.step_cpu: list[float] = []  # this process's CPU seconds (all its threads) at each step's end
+        self.startup_cpu: float | None = None  # CPU seconds from process start to the first step
         self.samples: list[int] = []
         self.real_tokens: list[int] = []
         self.slots: list[int] = []
@@ -122,6 +123,8 @@ def _install_observers(meter: Meter, profile: Path | None, profile_steps: tuple[
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             meter.step_begin.append(time.perf_counter())
+            if meter.startup_cpu is None:
+                meter.startup_cpu = time.process_time()
             if profile is not None and state.global_step == profile_steps[0]:
                 self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
                                                        record_shapes=False)
@@ -178,6 +181,12 @@ def child(args: argparse.Namespace) -> int:
 
     meter = Meter(started)
     profile = Path(args.profile) if args.profile else None
+    try:  # the observers import transformers' Trainer: as the CLI would, first (a checkout without it: plainly)
+        from tinyllava.training.lean_imports import import_training_stack
+    except ImportError:
+        pass
+    else:
+        import_training_stack()
     _install_observers(meter, profile, (args.warmup, args.warmup + args.profile_steps))
     if args.full_logits:
         from tinyllava.model.assembly import TinyLlavaForConditionalGeneration
@@ -190,6 +199,7 @@ def child(args: argparse.Namespace) -> int:
     result = {
         "exit_code": code,
         "startup_s": (meter.step_begin[0] - started) if meter.step_begin else None,
+        "startup_cpu_s": meter.startup_cpu,
         "step_begin": [t - started for t in meter.step_begin],
         "step_end": [t - started for t in meter.step_end],
         "step_cpu": meter.step_cpu,
@@ -230,6 +240,7 @@ def summarise(raw: dict[str, Any], warmup: int) -> dict[str, Any]:
         "images_in_batches": raw["images_in_batches"],
         "peak_rss_mb": raw["peak_rss_mb"],
         "startup_s": raw["startup_s"],
+        "startup_cpu_s": raw.get("startup_cpu_s"),
         "step_ms_median": 1000 * statistics.median(steps),
         "cpu_ms_median": 1000 * statistics.median(cpu_steps),
         "steps": len(ends),
@@ -369,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append({"stage": stage, "variant": variant, "repeat": rep, "overrides": extra, **figures,
                              "raw": raw})
                 print(f"{label}: {figures['samples_per_s']:.2f} samples/s, step {figures['step_ms_median']:.0f} ms, "
-                      f"start-up {figures['startup_s']:.1f} s, loss {figures['final_loss']}", flush=True)
+                      f"start-up {figures['startup_s']:.1f} s (CPU {figures['startup_cpu_s'] or 0:.1f} s), "
+                      f"loss {figures['final_loss']}", flush=True)
                 if stage == "pretrain" and init_from is None:
                     init_from = _final(args, label)
 
@@ -391,7 +403,7 @@ def aggregate(runs: list[dict[str, Any]], stages: list[str], variants: dict[str,
     """Per stage and variant: medians over repeats; B/A ratios from the interleaved pairs."""
     rows = []
     keys = ["samples_per_s", "real_tokens_per_s", "padding_fraction", "images_encoded", "peak_rss_mb",
-            "startup_s", "step_ms_median", "cpu_ms_median", "final_loss"]
+            "startup_s", "startup_cpu_s", "step_ms_median", "cpu_ms_median", "final_loss"]
     for stage in stages:
         for variant in variants:
             mine = [r for r in runs if r["stage"] == stage and r["variant"] == variant]
@@ -417,7 +429,7 @@ def show(summary: dict[str, Any], args: argparse.Namespace) -> None:
     table = Table(title="training throughput (steady state after "
                         f"{args.warmup} steps; median of {args.repeat} interleaved run(s))")
     cols = ["stage", "variant", "samples/s", "real tok/s", "padding", "images enc.", "peak RSS", "start-up",
-            "step ms", "CPU ms", "vs original", *(["B/A", "B/A CPU"] if ab else []), "loss"]
+            "start-up CPU", "step ms", "CPU ms", "vs original", *(["B/A", "B/A CPU"] if ab else []), "loss"]
     for col in cols:
         table.add_column(col, justify="left" if col in ("stage", "variant") else "right")
     def num(row: dict[str, Any], key: str, fmt: str) -> str:
@@ -427,7 +439,8 @@ def show(summary: dict[str, Any], args: argparse.Namespace) -> None:
         table.add_row(
             row["stage"], row["variant"], num(row, "samples_per_s", ".2f"), num(row, "real_tokens_per_s", ".0f"),
             f"{100 * row['padding_fraction']:.1f}%", num(row, "images_encoded", ".0f"), f"{row['peak_rss_mb']:.0f} MB",
-            f"{row['startup_s']:.2f} s", num(row, "step_ms_median", ".0f"), num(row, "cpu_ms_median", ".0f"),
+            f"{row['startup_s']:.2f} s", num(row, "startup_cpu_s", ".2f"), num(row, "step_ms_median", ".0f"),
+            num(row, "cpu_ms_median", ".0f"),
             f"{row['vs_original']:.2f}x ({ORIGINAL[row['stage']]})",
             *([num(row, "ratio_to_A", ".3f"), num(row, "cpu_ratio_to_A", ".3f")] if ab else []),
             num(row, "final_loss", ".4f"),
