@@ -82,16 +82,64 @@ def _loss_and_grads(model, batch, *, head_only: bool, **extra):
     return out, grads
 
 
+def _rows_seen(modules):
+    """Rows each module's forward received (after any pre-hook), per call."""
+    seen: list[int] = []
+    handles = [m.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[:-1].numel()))
+               for m in modules]
+    return seen, handles
+
+
 def _assert_same(model, batch, **extra):
+    from tinyllava.model.supervised_loss import last_layer_row_modules
+
     full, full_grads = _loss_and_grads(model, batch, head_only=False, **extra)
-    fast, fast_grads = _loss_and_grads(model, batch, head_only=True, **extra)
+    last = last_layer_row_modules(model.language_model)
+    seen, handles = _rows_seen(last)
+    try:
+        fast, fast_grads = _loss_and_grads(model, batch, head_only=True, **extra)
+    finally:
+        for handle in handles:
+            handle.remove()
     n_trained = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    checkpointed = getattr(_layers(model)[-1], "gradient_checkpointing", False)
+    # the last layer's feed-forward block and attention output ran at the trained positions only
+    assert checkpointed or (len(last) == 2 and seen == [n_trained, n_trained]), (seen, n_trained)
     assert fast.logits.shape[:2] == (1, n_trained)  # the head really ran at the trained positions only
     assert full.logits.shape[:2] == batch["input_ids"].shape
     assert torch.allclose(fast.loss, full.loss, rtol=1e-5, atol=1e-6), (fast.loss, full.loss)
     assert full_grads.keys() == fast_grads.keys() and full_grads
     for name, grad in full_grads.items():
         assert torch.allclose(fast_grads[name], grad, rtol=1e-4, atol=1e-6), name
+
+
+def _layers(model):
+    from tinyllava.model.supervised_loss import _decoder_layers
+
+    return _decoder_layers(model.language_model)
+
+
+def test_only_the_last_layer_runs_at_trained_positions():
+    """Two layers: the first layer's blocks still see every position (its outputs feed the last layer's keys)."""
+    model = _build({"name": "llama", "config": {**SMALL, "num_hidden_layers": 2}}).train()
+    layers = _layers(model)
+    assert len(layers) == 2
+    first, handles = _rows_seen([layers[0].mlp])
+    try:
+        _assert_same(model, _batch(model, seed=3))
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert first == [3 * 40, 3 * 40]  # full path, then fast path: every position both times
+
+
+def test_last_layer_under_checkpointing_runs_every_position():
+    from tinyllava.model.supervised_loss import last_layer_row_modules
+
+    model = _build().train()
+    model.activation_checkpointing_enable()
+    assert last_layer_row_modules(model.language_model) == []
+    _assert_same(model, _batch(model, seed=4))
 
 
 # -- the feature-cache interface ----------------------------------------------------------------------

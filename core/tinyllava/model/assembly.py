@@ -15,7 +15,13 @@ from transformers import PreTrainedModel
 
 from tinyllava.constants import IMAGE_TOKEN_INDEX
 from tinyllava.model.config import TinyLlavaConfig
-from tinyllava.model.supervised_loss import head_only_at, supervised_loss, supervised_positions
+from tinyllava.model.supervised_loss import (
+    head_only_at,
+    last_layer_row_modules,
+    rows_only_at,
+    supervised_loss,
+    supervised_positions,
+)
 
 
 class TinyLlavaForConditionalGeneration(PreTrainedModel):
@@ -27,6 +33,8 @@ class TinyLlavaForConditionalGeneration(PreTrainedModel):
     main_input_name = "input_ids"
     # in training, run the LM head (and the loss) at the supervised positions only; False: at every position
     supervised_head_only: bool = True
+    # with it, the last decoder layer's feed-forward block and attention output run at those positions only
+    supervised_last_layer_only: bool = True
 
     def __init__(
         self,
@@ -140,7 +148,8 @@ class TinyLlavaForConditionalGeneration(PreTrainedModel):
                             position_ids: Any, labels: torch.Tensor, kwargs: dict[str, Any]) -> Any:
         num_items = kwargs.pop("num_items_in_batch", None)
         mask, targets = supervised_positions(labels, kwargs.pop("shift_labels", None))
-        with head_only_at(head, mask) as state:
+        rows = last_layer_row_modules(self.language_model) if self.supervised_last_layer_only else []
+        with head_only_at(head, mask) as state, rows_only_at(rows, mask):
             out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                       position_ids=position_ids, **kwargs)
         loss = supervised_loss(out.logits, mask, targets, picked=state.picked, num_items_in_batch=num_items)

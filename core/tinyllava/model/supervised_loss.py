@@ -78,3 +78,95 @@ def supervised_loss(logits: torch.Tensor, mask: torch.Tensor, targets: torch.Ten
     if torch.is_tensor(num_items_in_batch):
         num_items_in_batch = num_items_in_batch.to(total.device)
     return total / num_items_in_batch
+
+
+# -- the last decoder layer at the supervised positions only -------------------------------------------------
+
+_FEED_FORWARD = ("mlp", "ffn", "feed_forward")
+_ATTENTION = ("self_attn", "attn", "attention")
+_ATTENTION_OUT = ("o_proj", "dense", "out_proj")
+
+
+def _decoder_layers(language_model: nn.Module) -> nn.ModuleList | None:
+    """The LLM's stack of decoder layers: the longest ModuleList whose every entry has a feed-forward block."""
+    best: nn.ModuleList | None = None
+    for module in language_model.modules():
+        if not isinstance(module, nn.ModuleList) or len(module) == 0:
+            continue
+        if all(any(isinstance(getattr(layer, n, None), nn.Module) for n in _FEED_FORWARD) for layer in module):
+            if best is None or len(module) > len(best):
+                best = module
+    return best
+
+
+def last_layer_row_modules(language_model: nn.Module) -> list[nn.Module]:
+    """The position-wise blocks of the last decoder layer whose outputs, at positions the head does not read,
+    cannot reach the loss: its feed-forward block and its attention output projection (when they can be found).
+
+    Nothing after the last layer mixes positions (a final norm, then the head), so at the unsupervised positions
+    those blocks' outputs are dead work. Left out: a layer under activation checkpointing (the replay in the
+    backward pass would run the blocks again, after the forward's hooks are gone) and mixture-of-experts blocks
+    (the router's auxiliary loss averages over every token).
+    """
+    layers = _decoder_layers(language_model)
+    if layers is None:
+        return []
+    last = layers[-1]
+    if getattr(last, "gradient_checkpointing", False):
+        return []
+    found: list[nn.Module] = []
+    for name in _FEED_FORWARD:
+        block = getattr(last, name, None)
+        if isinstance(block, nn.Module):
+            if any("expert" in sub or "router" in sub for sub, _ in block.named_modules()):
+                return []
+            found.append(block)
+            break
+    for name in _ATTENTION:
+        attention = getattr(last, name, None)
+        if isinstance(attention, nn.Module):
+            for out_name in _ATTENTION_OUT:
+                out = getattr(attention, out_name, None)
+                if isinstance(out, nn.Module):
+                    found.append(out)
+                    break
+            break
+    return found
+
+
+@contextmanager
+def rows_only_at(modules: list[nn.Module], mask: torch.Tensor) -> Iterator[None]:
+    """While active, each of `modules` (position-wise) runs on the rows at `mask` of its (B, T, D) input only; its
+    output is put back at those rows of a (B, T, D') tensor of zeros. A call with any other input is left alone."""
+    index = mask.nonzero(as_tuple=True)
+    picked: dict[int, bool] = {}
+
+    def pick(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        hidden = args[0] if args else kwargs.get("input", kwargs.get("hidden_states"))
+        if not isinstance(hidden, torch.Tensor) or hidden.dim() != 3 or hidden.shape[:2] != mask.shape:
+            picked[id(module)] = False
+            return None
+        picked[id(module)] = True
+        rows = hidden[index].unsqueeze(0)
+        if args:
+            return (rows, *args[1:]), kwargs
+        key = "input" if "input" in kwargs else "hidden_states"
+        return args, {**kwargs, key: rows}
+
+    def put_back(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        if not picked.pop(id(module), False):
+            return None
+        if not isinstance(output, torch.Tensor):
+            raise RuntimeError(f"{type(module).__name__} gave a {type(output).__name__}, not a tensor, for picked rows")
+        full = output.new_zeros((*mask.shape, output.shape[-1]))
+        return full.index_put(index, output[0])
+
+    handles = []
+    try:
+        for module in modules:
+            handles.append(module.register_forward_pre_hook(pick, with_kwargs=True))
+            handles.append(module.register_forward_hook(put_back, with_kwargs=True))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
