@@ -23,6 +23,15 @@ def _one_thread():
     yield
 
 
+@pytest.fixture(scope="session")
+def deepspeed_ops():
+    """DeepSpeed's C++ ops, built once per session before any test starts a DeepSpeed training process (a cold
+    build inside a timed subprocess takes minutes on a busy machine)."""
+    from tinyllava.testing.deepspeed_ops import build_deepspeed_ops
+
+    return build_deepspeed_ops()
+
+
 @pytest.fixture
 def fresh_registry():
     """The registry reloaded from what is installed now; reset again afterwards."""

@@ -53,6 +53,16 @@ def losses(stage_folder: Path) -> list[float]:
     return [entry["loss"] for entry in history if "loss" in entry]
 
 
+def parameter_rows(stdout: str) -> dict[str, tuple[int, int, str]]:
+    """The parameter table a run printed: component -> (total, trainable, mode)."""
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 4 and cells[0] in ("llm", "vision_tower", "connector"):
+            rows[cells[0]] = (int(cells[1].replace(",", "")), int(cells[2].replace(",", "")), cells[3])
+    return rows
+
+
 def kill_tree(pid: int) -> None:
     """SIGKILL a run with every process it started (torchrun starts its workers in sessions of their own)."""
     import psutil

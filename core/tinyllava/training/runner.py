@@ -498,12 +498,13 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     use_cuda = torch.cuda.is_available()
     find_unused = stage.ddp_find_unused_parameters
     mixed = _mixed_modalities(dataset)
-    if procs.world_size > 1 and zero_stage(ds_config) == 3 and mixed:
-        # each rank gathers a module's weights when it runs it: a rank with a text-only batch would skip the
-        # vision tower's gathers and the others would wait for it forever
-        raise RunError(f"stage {stage.name!r}: ZeRO-3 with several processes needs every batch to run the vision "
-                       f"tower, and this stage's data mixes text-only and image samples; use deepspeed: zero2, "
-                       f"one process, or data of one kind")
+    tower_guard: Any = contextlib.nullcontext()
+    if zero_stage(ds_config) == 3 and mixed:  # any number of processes: the same steps on 1 or N
+        from tinyllava.training.tower_every_step import tower_every_step
+
+        tower_guard = tower_every_step(model, _probe_batch(dataset, collator)["pixel_values"][:1] * 0)
+        console.print(f"stage {stage.name}: ZeRO-3 on data mixing text-only and image samples: text-only batches "
+                      f"run the vision tower on a dummy image (times zero), so every rank gathers the same weights")
     if use_cuda and ds_config is None:
         model.to(torch.device("cuda", procs.local_rank))  # where the Trainer would put it anyway
     # what trains never depends on the number of processes or the engine: whatever one step leaves without a
