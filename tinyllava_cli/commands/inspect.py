@@ -38,7 +38,9 @@ def plugins_list(check: bool, as_json: bool) -> int:
         table.add_row(*row)
     console.print(table)
     if not records:
-        console.print("no plugins found: install some (see README) into this interpreter")
+        console.print("no plugins found in this interpreter: install the ones your specs name, e.g. "
+                      "pip install tinyllava-plugin-llama tinyllava-plugin-clip tinyllava-plugin-mlp "
+                      "(README, 'Plugins'); tinyllava train names the ones a spec needs", highlight=False)
     return 0
 
 
