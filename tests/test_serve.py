@@ -378,3 +378,25 @@ def test_chat_page_in_headless_chromium(server, tmp_path, record_property):
     shutil.copy(shot, artifacts / "serve_page.png")
     record_property("screenshot", str(artifacts / "serve_page.png"))
     print(f"chat page screenshot: {artifacts / 'serve_page.png'}")
+
+
+# -- user errors at start-up ------------------------------------------------------------------------------------
+def test_start_up_mistakes_are_one_line_errors(tmp_path):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from tinyllava_cli.app import app
+
+    runner = CliRunner()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        taken = runner.invoke(app, ["serve", "--model", str(tmp_path), "--port", str(port)])
+    assert taken.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in taken.output and "--port" in taken.output
+    missing = runner.invoke(app, ["serve", "--model", str(tmp_path / "nope"), "--port", "0"])
+    assert missing.exit_code == 2 and "not a tinyllava checkpoint" in missing.output
+    assert "Traceback" not in missing.output
+    wrong = runner.invoke(app, ["serve", "--model", str(tmp_path), "--max-batch", "0"])
+    assert wrong.exit_code == 2 and "--max-batch 0: give at least 1" in wrong.output
