@@ -63,6 +63,9 @@ def killed_in_child(action: Callable[[], Any], points: list[KillPoint]) -> bool:
                 install(point)
             action()
         except BaseException:  # noqa: BLE001 - the parent only needs to know the child did not die where expected
+            import traceback
+
+            traceback.print_exc()  # shown by the test runner with the failure
             code = 3
         finally:
             os._exit(code)
