@@ -90,7 +90,9 @@ def discover_entry_points() -> list[metadata.EntryPoint]:
 
 
 def check_entry_point(ep: metadata.EntryPoint) -> PluginRecord:
-    """Build the record for one entry point: blocked and incompatible plugins are never imported."""
+    """Build the record for one entry point. Blocked plugins, and plugins whose `Requires-Dist: tinyllava` range
+    excludes this version, are never imported; the plugin API version is read from the (import-light) entry
+    module, and a plugin written for another major is recorded as incompatible and not registered."""
     dist = ep.dist
     record = PluginRecord(
         plugin_id=ep.name,
