@@ -265,3 +265,25 @@ def test_a_second_train_on_the_same_directory_is_refused(tmp_path):
     assert third.exit_code == 0, third.output
     assert f"taking over the lock of {spec.run_dir()} left by pid {pid}" in " ".join(third.stdout.split())
     assert not lock_path(spec.run_dir()).exists()  # released at the end
+
+
+def test_a_full_disk_while_caching_only_skips_the_cache(tmp_path, monkeypatch):
+    """The feature and token caches are optional: a failed write warns and training goes on."""
+    import numpy as np
+    import safetensors.torch
+    import torch
+
+    from tinyllava.data import token_cache
+    from tinyllava.data.feature_cache import FeatureCache
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(safetensors.torch, "save_file", no_space)
+    cache = FeatureCache(tmp_path / "features", "fp")
+    cache.put("ab" * 32, torch.zeros(2, 3))
+    assert cache.written == 0 and cache.get("ab" * 32) is None and not list(tmp_path.rglob("*.tmp"))
+    monkeypatch.setattr(np, "save", no_space)
+    data = token_cache.TokenizedData(*(np.zeros(1, dtype=np.int32) for _ in range(6)))
+    token_cache.save(tmp_path / "tokens", "key", data)
+    assert token_cache.load(tmp_path / "tokens", "key") is None and not list((tmp_path / "tokens").iterdir())

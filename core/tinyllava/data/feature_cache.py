@@ -88,10 +88,18 @@ class FeatureCache:
         path = self.path(key)
         if path.is_file():
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({"features": features.detach().cpu().contiguous()}, str(tmp))
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"features": features.detach().cpu().contiguous()}, str(tmp))
+            os.replace(tmp, path)
+        except OSError as exc:  # a cache is optional: a full disk skips it (the features were computed anyway)
+            import logging
+
+            logging.getLogger(__name__).warning("feature cache: could not write %s (%s); going on without it",
+                                                path, exc.strerror or exc)
+            tmp.unlink(missing_ok=True)
+            return
         self.written += 1
 
 

@@ -175,17 +175,25 @@ def save(folder: Path, key: str, data: TokenizedData) -> None:
     final = folder / key
     if (final / "meta.json").is_file():
         return
+    import shutil
+
     tmp = folder / f".{key}.{os.getpid()}.tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    for name in ARRAYS:
-        np.save(tmp / f"{name}.npy", getattr(data, name))
-    meta = {"key": key, "format": FORMAT_VERSION, "truncated": data.truncated, "untrainable": data.untrainable}
-    (tmp / "meta.json").write_text(json.dumps(meta))
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name in ARRAYS:
+            np.save(tmp / f"{name}.npy", getattr(data, name))
+        meta = {"key": key, "format": FORMAT_VERSION, "truncated": data.truncated, "untrainable": data.untrainable}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+    except OSError as exc:  # a cache is optional: a full disk skips it (the samples are tokenised anyway)
+        import logging
+
+        logging.getLogger(__name__).warning("token cache: could not write %s (%s); going on without it", final,
+                                            exc.strerror or exc)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     try:
         os.replace(tmp, final)
     except OSError:  # another rank or run got there first
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
 
 
