@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,11 @@ QUICKSTART = Path(__file__).resolve().parent.parent / "quickstart.yaml"
 
 
 def launch_command(spec_path: Path, overrides: list[str], resume: bool, nproc: int,
-                   overwrite: bool = False) -> list[str]:
-    """The torchrun command line that runs `tinyllava train` in `nproc` processes."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "tinyllava_cli.app", "train", str(spec_path)]
+                   overwrite: bool = False, launch: Any = None) -> list[str]:
+    """The torchrun command line that runs `tinyllava train` in `nproc` processes (on this machine of `launch`)."""
+    from tinyllava.training.distributed import Launch
+
+    cmd = [*(launch or Launch(nproc)).torchrun(), "-m", "tinyllava_cli.app", "train", str(spec_path)]
     for item in overrides:
         cmd += ["--set", item]
     if resume:
@@ -47,7 +47,12 @@ def user_command(spec_path: Path | None, overrides: list[str], *extra: str) -> s
 
 
 def train(spec_path: Path | None, overrides: list[str], resume: bool, nproc: int = 1,
-          overwrite: bool = False) -> int:
+          overwrite: bool = False, launch: Any = None) -> int:
+    """`launch` (a tinyllava.training.distributed.Launch) adds the machines of a multi-node run to `nproc`."""
+    from tinyllava.training.distributed import Launch
+
+    launch = launch or Launch(nproc)
+    nproc = launch.nproc
     from tinyllava.spec import SpecError, load_spec
 
     path = spec_path or QUICKSTART
@@ -60,13 +65,20 @@ def train(spec_path: Path | None, overrides: list[str], resume: bool, nproc: int
         return fail(str(exc))
     if nproc < 1:
         return fail(f"--nproc {nproc}: give a number of processes, 1 or more")
-    if resume and overwrite:
-        return fail("--resume continues a run and --overwrite deletes it first; give one of them")
-    if nproc > 1:
+    from tinyllava.training.runner import RunError, check_run_dir
+
+    try:
+        check_run_dir(spec.run_dir(), resume, overwrite)  # answered before torch is imported; the run checks again
+    except RunError as exc:
+        return fail(str(exc))
+    if launch.problem():
+        return fail(launch.problem())
+    if launch.launches:
         if "LOCAL_RANK" in os.environ:
-            return fail("--nproc is for launching; this process was already started by a launcher (torchrun)")
-        console.print(f"launching {nproc} processes: torch.distributed.run ... train {path}")
-        return subprocess.call(launch_command(path, overrides, resume, nproc, overwrite))
+            return fail("--nproc/--nnodes are for launching; this process was already started by a launcher (torchrun)")
+        where = f" on machine {launch.node_rank} of {launch.nnodes}" if launch.nnodes > 1 else ""
+        console.print(f"launching {nproc} process(es){where}: torch.distributed.run ... train {path}")
+        return subprocess.call(launch_command(path, overrides, resume, nproc, overwrite, launch))
     return _train(spec, resume, overwrite, spec_path, overrides)
 
 
