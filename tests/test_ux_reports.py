@@ -147,3 +147,20 @@ def test_plain_progress_lines():
     assert lines[0] == "stage 1/1 s: 10 steps"
     assert lines[1].startswith("stage 1/1 s: step 5/10 (50%) loss 0.5000 lr 2.00e-04 ") and "ETA" in lines[1]
     assert lines[2].startswith("stage 1/1 s: finished at step 5") and len(lines) == 3
+
+
+def test_interrupt_closes_the_live_bar(monkeypatch):
+    from tinyllava.training import progress
+
+    monkeypatch.setattr(progress, "is_terminal", lambda stream=None: True)
+    callback = progress.progress_callback("stage 1/1 s")
+    assert type(callback).__name__ == "RichProgressCallback"
+    state = SimpleNamespace(global_step=0, max_steps=10, is_world_process_zero=True)
+    callback.on_train_begin(None, state, None)
+    live = callback.progress
+    assert live is not None and live.live.is_started
+    progress.close_progress()  # what Ctrl-C does: on_train_end never runs
+    assert callback.progress is None and not live.live.is_started
+    monkeypatch.setattr(progress, "is_terminal", lambda stream=None: False)
+    assert type(progress.progress_callback("x")).__name__ == "PlainProgressCallback"
+    progress.close_progress()
