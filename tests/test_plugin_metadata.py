@@ -34,4 +34,3 @@ def test_pyproject_metadata_is_complete(folder: Path) -> None:
     assert plugins <= PAIRED.get(name, set())
     plugin_id = FIRST_PARTY[name][0]
     assert project["entry-points"]["tinyllava.plugins"] == {plugin_id: name.replace("-", "_")}
-    assert f"pip install {name}" in (folder / "README.md").read_text()
