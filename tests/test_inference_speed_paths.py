@@ -241,3 +241,22 @@ def test_every_llm_family_answers_alike_batched_single_and_through_generate(fami
                                     top_p=None, top_k=None)
     rows = [row[:next((i for i, t in enumerate(row) if t in stop), len(row))] for row in reference.tolist()]
     assert batched == [t.strip() for t in pipe.tokenizer.batch_decode(rows, skip_special_tokens=True)]
+
+
+def test_prefill_runs_the_last_layer_blocks_at_the_last_position_only(pipe, images):
+    """The prefill's last decoder layer feeds only the last position's logits: its feed-forward block and attention
+    output see one row per prompt (the answers are those of generate(), tested above)."""
+    from tinyllava.inference.decode import decode
+    from tinyllava.model.supervised_loss import last_layer_row_modules
+
+    ids, mask, pixels = _batch(pipe, CONVS, images)
+    blocks = last_layer_row_modules(pipe.model.language_model)
+    assert len(blocks) == 2
+    seen: list[int] = []
+    handles = [b.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[:-1].numel())) for b in blocks]
+    try:
+        decode(pipe.model, ids, mask, pixels, max_new_tokens=3, stop_ids=[], pad_id=pipe.tokenizer.pad_token_id)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert seen == [len(CONVS)] * 2 * 3  # prefill, then two steps of one new token per row

@@ -4,7 +4,9 @@ Why not `generate()`: for a tiny LM the work per new token is a few small matrix
 generic loop (logits processors, stopping criteria, kwargs re-preparation, a growing attention mask) costs several
 times that in Python. Here a step is: embed the previous token through the LM, one forward with the KV cache,
 an argmax (or a sample). Greedy results are those of `generate(do_sample=False)`: same positions (derived from the
-left-padding mask), same mask, same cache semantics.
+left-padding mask), same mask, same cache semantics. In the prefill the last decoder layer's feed-forward block
+and attention output run at the last position only (the one whose logits are read; the cache holds every
+position's keys and values, which come before them).
 
 Caches: `dynamic` grows each layer's keys/values by concatenation (transformers' DynamicCache); `static`
 pre-allocates them for the whole answer and writes in place (StaticCache). `auto` is dynamic: measured on the
@@ -129,6 +131,8 @@ def decode(
     """
     import torch
 
+    from tinyllava.model.supervised_loss import last_layer_row_modules, rows_only_at
+
     sampling = sampling or Sampling()
     lm = model.language_model
     batch = input_ids.shape[0]
@@ -171,8 +175,11 @@ def decode(
             for layer, (keys, values) in enumerate(_prefix_states(model, shared_prefix, prefix_store, device)):
                 kv.update(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), layer)
         embeds = model.embed(input_ids, pixel_values)
-        logits = lm(inputs_embeds=embeds, attention_mask=mask if static else attention_mask,
-                    position_ids=positions, cache=kv, use_cache=True, logits_to_keep=1).logits[:, -1]
+        last = torch.zeros(input_ids.shape, dtype=torch.bool, device=device)
+        last[:, -1] = True  # the only position whose output is read (left padding)
+        with rows_only_at(last_layer_row_modules(lm), last):
+            logits = lm(inputs_embeds=embeds, attention_mask=mask if static else attention_mask,
+                        position_ids=positions, cache=kv, use_cache=True, logits_to_keep=1).logits[:, -1]
         position = positions[:, -1:]
         for step in range(max_new_tokens):
             token = _pick(logits, sampling)
