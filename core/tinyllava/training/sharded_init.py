@@ -1,10 +1,10 @@
 """Build the model already partitioned when the first stage trains under DeepSpeed ZeRO-3.
 
 Without this every rank materialises the full fp32 model before DeepSpeed partitions it: N copies of a 7B model
-in host memory on an N-GPU machine. Under `deepspeed.zero.Init` each module's weights are split over the ranks as
-soon as the module is built, and transformers' own loading (`HfDeepSpeedConfig` set) fills the slices while
-loading. What must see whole weights before training (the connector's probe in the build, the packed-attention
-probe) gathers them briefly or takes a path that needs no forward pass.
+in host memory on an N-GPU machine. With `HfDeepSpeedConfig` set, transformers loads pretrained weights under
+`deepspeed.zero.Init`: each module's weights are split over the ranks as soon as the module is built, and each
+rank keeps only its slice of what it loads. What must see whole weights before training (the connector's probe
+in the build, the packed-attention probe, the trainable-set probe) gathers them briefly or is skipped.
 
 `TINYLLAVA_SHARDED_INIT=0` builds the whole model on every rank instead (to compare memory).
 """
@@ -48,7 +48,7 @@ def init_config(ds_config: dict[str, Any], batch: Any, stage: Any) -> dict[str, 
     config = copy.deepcopy(ds_config)
     config["train_micro_batch_size_per_gpu"] = batch.per_device
     config["gradient_accumulation_steps"] = batch.grad_accum
-    config["train_batch_size"] = batch.global_batch
+    config.pop("train_batch_size", None)  # DeepSpeed derives it (micro batch × accumulation × its world size)
     config["gradient_clipping"] = stage.max_grad_norm
     config["bf16"] = {"enabled": bool(stage.bf16)}
     config["fp16"] = {"enabled": False}
@@ -66,8 +66,11 @@ def wanted(ds_config: dict[str, Any] | None) -> bool:
 
 @contextlib.contextmanager
 def sharded_init(ds_config: dict[str, Any] | None, batch: Any, stage: Any) -> Iterator[Any]:
-    """Within the block, models are built partitioned over the ranks when `ds_config` is ZeRO-3 (else nothing
-    changes). Yields the HfDeepSpeedConfig (None when off); keep it alive until the Trainer made its own."""
+    """Within the block, components that load through transformers (`from_pretrained`) are built partitioned over
+    the ranks when `ds_config` is ZeRO-3 (else nothing changes): transformers builds them under zero.Init and
+    fills each slice while loading. Components built from a bare config (tiny random models) and the connector
+    stay whole until DeepSpeed partitions them at the start of training. Yields the HfDeepSpeedConfig (None when
+    off); keep it alive until the Trainer has made its own."""
     if not wanted(ds_config):
         yield None
         return
@@ -75,6 +78,15 @@ def sharded_init(ds_config: dict[str, Any] | None, batch: Any, stage: Any) -> It
     from transformers.integrations import HfDeepSpeedConfig
 
     config = init_config(ds_config, batch, stage)  # type: ignore[arg-type]
-    hf_config = HfDeepSpeedConfig(config)  # transformers' loading now fills partitioned weights
-    with deepspeed.zero.Init(config_dict_or_path=config):
-        yield hf_config
+    deepspeed.init_distributed()  # DeepSpeed's view of the process group the run already joined
+    yield HfDeepSpeedConfig(config)
+
+
+def partitioned_share(module: nn.Module) -> float:
+    """The share of the module's weights (by number of elements) that ZeRO-3 holds in slices."""
+    total = split = 0
+    for p in module.parameters():
+        n = int(getattr(p, "ds_numel", p.numel()))
+        total += n
+        split += n if hasattr(p, "ds_id") else 0
+    return split / total if total else 0.0
