@@ -217,6 +217,7 @@ CASES = {
     "unknown argument": (ask(None, "hi", best_of=3), AUTH, 400, "Unrecognized request argument supplied: best_of"),
     "no model": ({"messages": [{"role": "user", "content": "hi"}]}, AUTH, 400, "Missing required parameter"),
     "n above 1": (ask(None, "hi", n=2), AUTH, 400, "n=2"),
+    "seed out of range": (ask(None, "hi", temperature=1, seed=2**70), AUTH, 400, "'seed'"),
     "two images": ({"model": "ckpt", "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": data_url(SMALL)}},
         {"type": "image_url", "image_url": {"url": data_url(SMALL)}}, {"type": "text", "text": "Same?"}]}]},

@@ -77,7 +77,8 @@ def _run(sock: socket.socket, model: Path, device: str, dtype: str, max_batch: i
                   f"waiting up to {max_wait_ms:g} ms{'   API key required' if api_key else ''}", highlight=False)
     console.print("  Ctrl-C stops the server", highlight=False)
     server = _quiet_signals(uvicorn.Server)(uvicorn.Config(app, log_level=log_level, access_log=False,
-                                                           lifespan="on", timeout_graceful_shutdown=5))
+                                                           lifespan="on", timeout_graceful_shutdown=5,
+                                                           proxy_headers=False))
     server.run(sockets=[sock])
     console.print("server stopped")
     return 0

@@ -225,12 +225,12 @@ def create_app(pipeline: Any, config: ServeConfig) -> Any:
         finally:
             job.cancelled = True
         stats.completed += 1
-        return {
+        return JSONResponse({  # plain JSON types already: no encoder pass
             **meta, "object": "chat.completion",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text.final()},
                          "logprobs": None, "finish_reason": reason}],
             "usage": _usage(len(job.rows), len(text.ids)),
-        }
+        })
 
     async def receive(request: Request) -> tuple[Job, TextStream, dict[str, Any], ChatRequest]:
         """Read, check and prepare the request, and queue its job."""
