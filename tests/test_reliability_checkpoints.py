@@ -242,26 +242,30 @@ def test_a_second_train_on_the_same_directory_is_refused(tmp_path):
     pid = os.fork()
     if pid == 0:  # pragma: no cover - a first `train` that holds the directory until it is killed
         try:
-            def hold(*args, **kwargs):
+            import tinyllava.model.build
+
+            def hold(*args, **kwargs):  # the run has started (spec.json written), now it builds the model
                 os.write(ready_w, b"x")
                 signal.pause()
 
-            runner._run = hold
+            tinyllava.model.build.build_fresh = hold
             runner.run_training(spec, console=QUIET)
         finally:
             os._exit(0)
     try:
         assert os.read(ready_r, 1) == b"x"
-        second = CliRunner().invoke(app, ["train", str(path), "--resume"])
-        assert second.exit_code == 2, second.output
-        message = " ".join(second.stderr.split())
-        assert f"is in use by another `tinyllava train` (pid {pid}" in message, message
-        assert "Traceback" not in second.output
+        for flags in ([], ["--resume"], ["--overwrite"]):
+            second = CliRunner().invoke(app, ["train", str(path), *flags])
+            assert second.exit_code == 2, second.output
+            message = " ".join(second.stderr.split())
+            assert f"is in use by another `tinyllava train` (pid {pid}" in message, message
+            assert "Traceback" not in second.output
+        assert (spec.run_dir() / "spec.json").is_file()  # the first run's files are untouched
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert json.loads(lock_path(spec.run_dir()).read_text())["pid"] == pid  # the dead run's lock is still there
-    third = CliRunner().invoke(app, ["train", str(path)])
+    third = CliRunner().invoke(app, ["train", str(path), "--resume"])
     assert third.exit_code == 0, third.output
     assert f"taking over the lock of {spec.run_dir()} left by pid {pid}" in " ".join(third.stdout.split())
     assert not lock_path(spec.run_dir()).exists()  # released at the end

@@ -65,6 +65,33 @@ def _try_lock(path: Path) -> tuple[int | None, str]:
         os.close(fd)
 
 
+_HELD: set[Path] = set()  # lock files this process holds
+
+
+def refuse_if_locked(run_dir: Path) -> None:
+    """Raise RunLockedError when another live process holds the run directory's lock (takes nothing)."""
+    import fcntl
+
+    path = lock_path(run_dir)
+    if path in _HELD or not path.is_file():
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunLockedError(_in_use(run_dir, os.read(fd, 4096).decode("utf-8", "replace"))) from None
+    finally:
+        os.close(fd)
+
+
+def _in_use(run_dir: Path, holder: str) -> str:
+    return (f"{run_dir} is in use by another `tinyllava train` ({_describe(_holder(holder))}); wait for it to "
+            f"finish or stop it, or train into another directory (--set name=... or output_dir=...)")
+
+
 class RunLock:
     """A held lock; `release` gives it up (and is safe to call twice)."""
 
@@ -80,6 +107,7 @@ class RunLock:
             pass
         os.close(self.fd)
         self.fd = None
+        _HELD.discard(self.path)
 
     def __enter__(self) -> RunLock:
         return self
@@ -100,10 +128,7 @@ def acquire_run_lock(run_dir: Path, console: Any = None, enabled: bool = True) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, previous = _try_lock(path)
     if fd is None:
-        raise RunLockedError(
-            f"{run_dir} is in use by another `tinyllava train` ({_describe(_holder(previous))}); wait for it to "
-            f"finish or stop it, or train into another directory (--set name=... or output_dir=...)"
-        )
+        raise RunLockedError(_in_use(run_dir, previous))
     stale = _holder(previous)
     if stale and console is not None:
         console.print(f"taking over the lock of {run_dir} left by {_describe(stale)}, which is no longer running",
@@ -111,4 +136,5 @@ def acquire_run_lock(run_dir: Path, console: Any = None, enabled: bool = True) -
     info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode(), 0)
+    _HELD.add(path)
     return RunLock(path, fd)

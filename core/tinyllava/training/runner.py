@@ -313,6 +313,9 @@ def discard_unsaved_run(run_dir: Path) -> None:
 
 def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse a start that would mix two runs, and a resume with nothing to resume."""
+    from tinyllava.training.run_lock import refuse_if_locked
+
+    refuse_if_locked(run_dir)  # another live train holds it: say so first, whatever the flags
     if resume and overwrite:
         raise RunError("--resume continues a run and --overwrite deletes it first; give one of them")
     if resume and not (run_dir / "spec.json").is_file():
