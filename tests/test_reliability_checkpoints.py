@@ -20,6 +20,7 @@ from rich.console import Console
 
 from tinyllava.testing import tiny_run_spec
 from tinyllava.testing.faults import KillPoint, killed_in_child
+from tinyllava.testing.fuzz import report_dir
 
 QUIET = Console(quiet=True)
 
@@ -167,7 +168,7 @@ def test_sigkill_while_saving_keeps_the_last_checkpoint_and_resume_matches(tmp_p
     assert identical >= 3  # killed before checkpoint-2, after it, after the final checkpoint
     report = {"kill_points_tried": len(tried), "distinct_states_resumed": identical, "resumes_identical": identical,
               "points": tried}
-    (tmp_path / "kill_points.json").write_text(json.dumps(report, indent=2))
+    (report_dir() / "reliability-save-kills.json").write_text(json.dumps(report, indent=2))
     print(f"\nkill points tried while saving: {len(tried)} (each left the last checkpoint loadable); distinct states "
           f"on disk resumed: {identical}, all identical to the uninterrupted run")
 

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from tinyllava.testing import tiny_run_spec
 from tinyllava.testing.faults import killed_in_child
+from tinyllava.testing.fuzz import report_dir
 
 STEPS = (3, 3)  # per stage
 QUIET = Console(quiet=True)
@@ -112,5 +113,7 @@ def test_kill_at_random_steps_and_between_stages_then_resume_matches(tmp_path):
     assert manifest["save_format"] == "adapters"  # the LoRA stage really saved adapters; stage 1 trained in full
     kills = [entry for entry in log if entry.startswith("killed")]
     assert len(kills) >= 6
+    report = {"kills": kills, "stages_identical": 2, "steps_per_stage": list(STEPS)}
+    (report_dir() / "reliability-step-kills.json").write_text(json.dumps(report, indent=2))
     print(f"\nkill-anywhere resume: {len(kills)} kills ({', '.join(kills)}), weights identical to the "
           f"uninterrupted run in both stages")

@@ -21,6 +21,13 @@ from typing import Any
 OUTCOMES = ("ok", "clean error", "traceback", "silent drop")
 
 
+def report_dir() -> Path:
+    """Where fuzz and kill tests leave their counts: $TINYLLAVA_FUZZ_REPORT_DIR, else the temp folder."""
+    folder = Path(os.environ.get("TINYLLAVA_FUZZ_REPORT_DIR") or tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 class FuzzTally:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -69,7 +76,7 @@ class FuzzTally:
 
     def write_json(self, directory: Path | None = None) -> Path:
         """Counts as JSON (in $TINYLLAVA_FUZZ_REPORT_DIR, else the temp folder): fuzz-<name>.json."""
-        folder = Path(directory or os.environ.get("TINYLLAVA_FUZZ_REPORT_DIR") or tempfile.gettempdir())
+        folder = Path(directory) if directory else report_dir()
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"fuzz-{self.name}.json"
         path.write_text(json.dumps({"name": self.name, "families": self.counts, "failures": self.failures,
@@ -82,3 +89,29 @@ class FuzzTally:
         text = f"\n{self.name}: cases per family and outcome\n{self.table()}\n(counts in {path})"
         print(text)
         return text
+
+
+def summary(folder: Path | None = None) -> str:
+    """One table from what the fuzz and kill tests left in `folder` (see report_dir)."""
+    folder = Path(folder) if folder else report_dir()
+    rows = [f"{'family':<34} {'cases':>6} {'ok':>6} {'clean error':>12} {'traceback':>10} {'silent drop':>12}"]
+    for file in sorted(folder.glob("fuzz-*.json")):
+        data = json.loads(file.read_text())
+        for family, c in sorted(data["families"].items()):
+            rows.append(f"{data['name'] + ': ' + family:<34} {sum(c.values()):>6} {c['ok']:>6} {c['clean error']:>12} "
+                        f"{c['traceback']:>10} {c['silent drop']:>12}")
+    kills = folder / "reliability-save-kills.json"
+    if kills.is_file():
+        data = json.loads(kills.read_text())
+        rows.append(f"SIGKILL while saving: {data['kill_points_tried']} kill points, each left the last checkpoint "
+                    f"loadable; {data['resumes_identical']} distinct on-disk states resumed, all identical")
+    steps = folder / "reliability-step-kills.json"
+    if steps.is_file():
+        data = json.loads(steps.read_text())
+        rows.append(f"SIGKILL while training (2 stages, LoRA then full): {len(data['kills'])} kills "
+                    f"({', '.join(data['kills'])}); both stages' weights identical to the uninterrupted run")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(summary())
