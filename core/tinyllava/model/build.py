@@ -26,9 +26,11 @@ def _spec_dict(component: Any) -> dict[str, Any]:
 
 
 def _connector_tokens(connector: torch.nn.Module, num_tokens: int, vision_dim: int) -> int:
+    from tinyllava.training.sharded_init import gathered
+
     param = next(connector.parameters(), None)
     dtype = param.dtype if param is not None else torch.float32
-    with torch.no_grad():
+    with torch.no_grad(), gathered(connector):  # built partitioned under ZeRO-3's sharded init
         out = connector(torch.zeros(1, num_tokens, vision_dim, dtype=dtype))
     return int(out.shape[1])
 
@@ -45,7 +47,8 @@ def assemble(
     image_preprocess: str,
     max_length: int,
 ) -> Assembled:
-    llm_dim = int(language_model.get_input_embeddings().weight.shape[1])
+    weight = language_model.get_input_embeddings().weight
+    llm_dim = int(getattr(weight, "ds_shape", weight.shape)[1])  # ZeRO-3's sharded init leaves a slice here
     projector = connector.build(encoder.hidden_size, llm_dim, encoder.num_tokens)
     image_seq_len = _connector_tokens(projector, encoder.num_tokens, encoder.hidden_size)
     text_config = language_model.config.to_dict()

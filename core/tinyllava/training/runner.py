@@ -315,7 +315,8 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse a start that would mix two runs, and a resume with nothing to resume."""
     from tinyllava.training.run_lock import refuse_if_locked
 
-    refuse_if_locked(run_dir)  # another live train holds it: say so first, whatever the flags
+    if int(os.environ.get("RANK", "0")) == 0:  # the other ranks of a run: their rank 0 holds the lock
+        refuse_if_locked(run_dir)  # another live train holds it: say so first, whatever the flags
     if resume and overwrite:
         raise RunError("--resume continues a run and --overwrite deletes it first; give one of them")
     if resume and not (run_dir / "spec.json").is_file():
@@ -405,8 +406,19 @@ def _run(spec: RunSpec, resume: bool, console: Console, registry: Any, procs: An
         settings = _init_settings(spec, model)
     else:
         assert spec.model is not None  # the spec's validator guarantees model or init_from
-        assembled = build_fresh(registry, spec.model)
+        from tinyllava.training.distributed import deepspeed_config
+        from tinyllava.training.global_batch import plan_batch
+        from tinyllava.training.sharded_init import sharded_init
+
+        first = spec.stages[0]  # under ZeRO-3 the model is built partitioned: no rank holds all of it
+        with sharded_init(deepspeed_config(first.deepspeed), plan_batch(first, procs.world_size), first) as _keep:
+            assembled = build_fresh(registry, spec.model)
         model, tokenizer, image_processor = assembled.model, assembled.tokenizer, assembled.image_processor
+        if _keep is not None:
+            from tinyllava.training.sharded_init import partitioned_share
+
+            console.print(f"ZeRO-3 sharded init: {partitioned_share(model):.0%} of the weights were built "
+                          f"partitioned over {procs.world_size} process(es)")
         settings = ModelSettings(spec.model.max_length, spec.model.image_preprocess, spec.model.chat_template)
     result = RunResult(run_dir=run_dir, checkpoint=run_dir)
 
@@ -452,6 +464,7 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     from tinyllava.training.packed_attention import varlen_attention
     from tinyllava.training.parameters import prune_groups
     from tinyllava.training.progress import HistoryCallback, progress_callback
+    from tinyllava.training.sharded_init import is_partitioned
     from tinyllava.training.trainer import ParameterTableCallback, TinyLlavaTrainer
 
     folder = stage_dir(spec, index, stage)
@@ -489,7 +502,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
             f"stage {stage.name}: no sample has a trained token left after truncation to "
             f"max_length={settings.max_length} ({len(dataset.untrainable)} left out); raise model.max_length"
         )
-    attention = packed_attention_mode(model) if stage.packing else "padded"
+    partitioned = is_partitioned(model)  # built under ZeRO-3's sharded init: no forward pass before the engine
+    attention = ("dense" if partitioned else packed_attention_mode(model)) if stage.packing else "padded"
     collator = Collator(tokenizer.pad_token_id, image_seq_len=model.config.image_seq_len, pack=stage.packing,
                         pack_length=stage.pack_length, varlen=attention in ("flash", "varlen"))
     recipe = _recipe(spec, stage, registry)
@@ -512,7 +526,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
         model.to(torch.device("cuda", procs.local_rank))  # where the Trainer would put it anyway
     # what trains never depends on the number of processes or the engine: whatever one step leaves without a
     # gradient is frozen everywhere (DDP would wait for it forever; AdamW would only decay it)
-    unreached = freeze_unreachable(model, _probe_batch(dataset, collator))
+    # (a partitioned model cannot run before the engine: ZeRO-3 gives what no step reaches a zero gradient)
+    unreached = [] if partitioned else freeze_unreachable(model, _probe_batch(dataset, collator))
     if unreached:
         param_groups = prune_groups(param_groups)
         console.print(f"stage {stage.name}: {len(unreached)} parameter(s) get no gradient and stay frozen "
