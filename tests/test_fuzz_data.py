@@ -423,3 +423,18 @@ def test_train_on_a_mixed_file_skips_exactly_the_bad_records(tmp_path):
     assert f"skipped {len(bad_ids) + 1} bad record(s)" in " ".join(skip.stdout.split())
     for _ in good_names:
         TALLY.add("end to end (train)", "ok")
+
+
+def test_an_image_broken_after_the_check_is_a_clean_error_in_training(parts):
+    """Checked, then damaged before its batch: a DataError naming the file (the CLI prints it), not a traceback."""
+    from tinyllava.data.dataset import SupervisedDataset
+
+    built, template, root = parts
+    (root / "images").mkdir(exist_ok=True)
+    Image.new("RGB", (32, 32), (5, 5, 5)).save(root / "images" / "later-broken.png")
+    record = _with_image("later", "images/later-broken.png")
+    ds = SupervisedDataset([record], root, template, built.tokenizer, built.image_processor,
+                           built.model.config.image_seq_len, 128, "square")
+    (root / "images" / "later-broken.png").write_bytes(b"\x89PNG broken")
+    outcome = TALLY.run("image files", lambda: ds[0], (DataError,), must_mention=("later-broken.png", "--resume"))
+    assert outcome == "clean error", TALLY.failures[-1:]

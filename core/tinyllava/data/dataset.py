@@ -110,7 +110,15 @@ class SupervisedDataset(torch.utils.data.Dataset):
                 item["image_features"] = features
                 return item
         root = self.image_root or Path(".")
-        item["pixel_values"] = preprocess_image(open_image(root / image), self.image_processor, self.image_preprocess)
+        try:
+            item["pixel_values"] = preprocess_image(open_image(root / image), self.image_processor,
+                                                    self.image_preprocess)
+        except Exception as exc:  # noqa: BLE001 - checked before training: the file changed since
+            from tinyllava.data.records import DataError
+
+            raise DataError(f"image {root / image} could not be read during training ({type(exc).__name__}: "
+                            f"{' '.join(str(exc).split())[:200]}); it changed after the data check? Fix it and "
+                            f"run again with --resume") from None
         return item
 
 
