@@ -160,9 +160,11 @@ def load_records(
         rid, problem = check_record(i, record, image_root, images, max_pixels)
         if line is not None and rid.startswith("#"):
             rid = line
-        if problem is None and rid in seen:
+        key = str(record["id"]) if isinstance(record, dict) and "id" in record else None
+        if problem is None and key is not None and key in seen:  # the id itself, not its (shortened) display
             problem = "id: duplicate id (ids must be unique)"
-        seen.add(rid)
+        if key is not None:
+            seen.add(key)
         if problem is None:
             good.append(record)
         else:
