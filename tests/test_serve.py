@@ -34,6 +34,10 @@ ANSWER_TOKENS = 12  # the server's --max-tokens: what a request that sets no lim
 CHROMIUM = "/usr/bin/chromium"
 
 
+def get(url: str, headers: dict | None = None) -> httpx.Response:
+    return httpx.get(url, headers=headers, timeout=SUBPROCESS_TIMEOUT_S)
+
+
 def png_bytes(size: tuple[int, int], colour: tuple[int, int, int], noise: bool = False) -> bytes:
     from PIL import Image
 
@@ -92,7 +96,7 @@ def server(tmp_path_factory):
             pytest.fail(f"the server did not start:\n{text}")
         else:
             time.sleep(0.2)
-    while httpx.get(f"{url}/health").status_code != 200:  # listening before it prints
+    while get(f"{url}/health").status_code != 200:  # listening before it prints
         time.sleep(0.1)
     yield url, Pipeline(loaded), root
     proc.send_signal(signal.SIGINT)
@@ -131,7 +135,7 @@ def pil(raw: bytes):
 def test_models_and_health(server):
     url, _, _ = server
     assert [m.id for m in client(url).models.list().data] == ["ckpt"]
-    health = httpx.get(f"{url}/health").json()
+    health = get(f"{url}/health").json()
     assert health["status"] == "ok" and health["auth_required"] is True and health["context_length"] == 512
 
 
@@ -261,14 +265,14 @@ def test_bad_requests_get_openai_errors_and_the_server_lives_on(server, case):
     assert error["type"] == {400: "invalid_request_error", 413: "invalid_request_error", 404: "not_found_error",
                              401: "authentication_error"}[status]
     assert set(error) == {"message", "type", "param", "code"}
-    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+    assert get(f"{url}/health").json()["status"] == "ok"
 
 
 def test_routes_need_the_key_and_errors_keep_the_format(server):
     url, _, _ = server
-    assert httpx.get(f"{url}/v1/models").status_code == 401
-    assert httpx.get(f"{url}/metrics").status_code == 401
-    missing = httpx.get(f"{url}/v1/nothing-here", headers=AUTH)
+    assert get(f"{url}/v1/models").status_code == 401
+    assert get(f"{url}/metrics").status_code == 401
+    missing = get(f"{url}/v1/nothing-here", headers=AUTH)
     assert missing.status_code == 404 and "error" in missing.json()
 
 
@@ -298,7 +302,7 @@ def test_32_concurrent_clients_get_their_predict_answers_in_batches(server, tmp_
     # what `tinyllava predict` writes for these inputs: its answering call, one question at a time (each request
     # has its own max_tokens here; predict's batches share one limit)
     expected = generate_answers(pipe, items, batch_size=1)
-    before = httpx.get(f"{url}/metrics", headers=AUTH).json()
+    before = get(f"{url}/metrics", headers=AUTH).json()
 
     async def run_all() -> list[str]:
         async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=SUBPROCESS_TIMEOUT_S) as http:
@@ -311,7 +315,7 @@ def test_32_concurrent_clients_get_their_predict_answers_in_batches(server, tmp_
 
     answers = asyncio.run(run_all())
     assert answers == [expected[str(i)] for i in range(32)]
-    after = httpx.get(f"{url}/metrics", headers=AUTH).json()
+    after = get(f"{url}/metrics", headers=AUTH).json()
     batches = after["batches_total"] - before["batches_total"]
     sizes = {int(k): v - before["batch_size"]["histogram"].get(k, 0)
              for k, v in after["batch_size"]["histogram"].items()}
@@ -338,6 +342,9 @@ def test_chat_page_in_headless_chromium(server, tmp_path, record_property):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
         try:
             page = browser.new_page(viewport={"width": 390, "height": 780})  # a phone
+            wait_ms = SUBPROCESS_TIMEOUT_S * 100  # a busy machine is slow, not broken (a wrong answer waits this long)
+            page.set_default_timeout(wait_ms)
+            expect.set_options(timeout=wait_ms)
             page.goto(url + "/")
             expect(page.locator("#model")).to_have_text("ckpt")
             expect(page.locator("#key-row")).to_be_visible()
