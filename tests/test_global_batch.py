@@ -4,6 +4,7 @@ losses of the one-process run."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import yaml
 
 from tinyllava.spec.runspec import StageSpec
 from tinyllava.testing import tiny_run_spec
-from tinyllava.testing.runs import cli, failure, losses, max_weight_difference, weights
+from tinyllava.testing.runs import ENV, EXE, cli, failure, losses, max_weight_difference, weights
+from tinyllava.testing.timeouts import SUBPROCESS_TIMEOUT_S
 from tinyllava.training.global_batch import BatchError, BatchPlan, plan_batch
 
 STEPS = 4
@@ -80,23 +82,60 @@ def one_process_run(root: Path, spec: Path, name: str = "one") -> Path:
     return root / "runs" / name / "stage0-instruct"
 
 
-def test_two_processes_give_the_loss_curve_of_one(tmp_path):
-    spec = equivalence_spec(tmp_path)
-    two = cli("train", str(spec), "--set", "name=two", "--nproc", "2")
-    assert two.returncode == 0, failure(two)
-    assert "global batch 4 = 2 per process × 1 accumulation step(s) × 2 process(es)" in two.stdout
-    one = one_process_run(tmp_path, spec)
-    two_folder = tmp_path / "runs" / "two" / "stage0-instruct"
-    ref, got = losses(one), losses(two_folder)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, Path]:
+    """The one-process run every multi-process run here must reproduce: (root, its stage folder)."""
+    root = tmp_path_factory.mktemp("batch")
+    return root, one_process_run(root, equivalence_spec(root))
+
+
+def same_training(one: Path, other: Path) -> None:
+    ref, got = losses(one), losses(other)
     assert len(ref) == len(got) == STEPS
     assert got == pytest.approx(ref, abs=1e-4), (ref, got)
-    assert max_weight_difference(weights(one / "final"), weights(two_folder / "final")) < 1e-4
+    assert max_weight_difference(weights(one / "final"), weights(other / "final")) < 1e-4
+
+
+def test_two_processes_give_the_loss_curve_of_one(reference):
+    root, one = reference
+    two = cli("train", str(root / "spec.yaml"), "--set", "name=two", "--nproc", "2")
+    assert two.returncode == 0, failure(two)
+    assert "global batch 4 = 2 per process × 1 accumulation step(s) × 2 process(es)" in two.stdout
+    two_folder = root / "runs" / "two" / "stage0-instruct"
+    same_training(one, two_folder)
     # the same trainable set: intermediate checkpoints hold exactly the trained weights
     trained_one, trained_two = trained_names(one), trained_names(two_folder)
     assert trained_one == trained_two
     final_norm = "vision_tower.model.post_layernorm.weight"  # CLIP's final norm feeds only the pooled output
     assert f"base/{final_norm}" in weights(one / "final") and final_norm not in trained_one
     assert any(name.startswith("vision_tower.") for name in trained_one)
+
+
+def test_two_machines_give_the_loss_curve_of_one(reference):
+    """Two nodes of one process each, simulated on 127.0.0.1: each runs the same command with its --node-rank."""
+    from tinyllava.training.distributed import free_port
+
+    root, one = reference
+    node = [EXE, "train", str(root / "spec.yaml"), "--set", "name=nodes", "--nnodes", "2", "--master-addr",
+            "127.0.0.1", "--master-port", str(free_port())]
+    procs = [subprocess.Popen([*node, "--node-rank", str(rank)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=ENV) for rank in (1, 0)]
+    outs = [p.communicate(timeout=SUBPROCESS_TIMEOUT_S)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n---\n".join(o[-3000:] for o in outs)
+    assert "launching 1 process(es) on machine 0 of 2" in outs[1]
+    assert "global batch 4 = 2 per process × 1 accumulation step(s) × 2 process(es)" in outs[1]
+    same_training(one, root / "runs" / "nodes" / "stage0-instruct")
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--nnodes", "2"], "--nnodes > 1 needs --master-addr"),
+    (["--nnodes", "2", "--node-rank", "2", "--master-addr", "10.0.0.1"], "--node-rank 2: give this machine's place"),
+    (["--nnodes", "0"], "--nnodes 0: give a number of machines"),
+])
+def test_launch_flags_are_checked(tmp_path, flags, message):
+    spec = equivalence_spec(tmp_path)
+    proc = cli("train", str(spec), *flags)
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
 
 
 def trained_names(stage_folder: Path) -> set[str]:

@@ -23,8 +23,21 @@ from tinyllava.training.runner import last_trainer_checkpoint
 STEPS, SAVE_STEPS = 4, 2
 
 
+def pretrained_llm(folder: Path) -> Path:
+    """TINY_MODEL's LLM saved as a pretrained folder: loaded with from_pretrained, it is built partitioned."""
+    from tinyllava.plugins.registry import get_registry
+    from tinyllava.testing import TINY_MODEL
+
+    options = {k: v for k, v in TINY_MODEL["llm"].items() if k != "name"}
+    parts = get_registry().create("llm", "llama", options).build()
+    parts.model.save_pretrained(folder)
+    parts.tokenizer.save_pretrained(folder)
+    return folder
+
+
 def zero3_spec(root: Path) -> Path:
     raw = tiny_run_spec(root / "runs", steps=STEPS, save_steps=SAVE_STEPS, num_images=16)
+    raw["model"]["llm"] = {"name": "llama", "source": str(pretrained_llm(root / "llm"))}
     raw["stages"] = raw["stages"][1:]
     raw["stages"][0].update({
         "deepspeed": "zero3", "recipe": "share", "batch_size": 2, "warmup_ratio": 0.0,
@@ -56,6 +69,9 @@ def test_two_processes_match_one_on_mixed_data(trained):
     root, _, outs = trained
     out = outs["two"]
     assert "text-only batches run the vision tower on a dummy image" in out
+    for run in outs.values():  # the LLM (most of the weights) was never whole on any rank
+        share = float(run.split("ZeRO-3 sharded init: ")[1].split("%")[0])
+        assert 50 < share < 100, share
     assert "global batch 2 = 1 per process × 1 accumulation step(s) × 2 process(es)" in out
     one, two = stage_folder(root, "one"), stage_folder(root, "two")
     assert runs.losses(two) == pytest.approx(runs.losses(one), abs=1e-4)

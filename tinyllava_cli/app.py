@@ -140,11 +140,18 @@ def train(
     nproc: Annotated[
         int, typer.Option("--nproc", help="processes on this machine (re-launches through torchrun)")
     ] = 1,
+    nnodes: Annotated[int, typer.Option("--nnodes", help="machines in the run; each runs this command")] = 1,
+    node_rank: Annotated[int, typer.Option("--node-rank", help="this machine's place, 0 to nnodes-1")] = 0,
+    master_addr: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--master-addr", help="address of the node-rank 0 machine (several machines)")] = None,
+    master_port: Annotated[int, typer.Option("--master-port", help="a free port on that machine")] = 29500,
 ) -> None:
     """Train the stages of a run spec. With no spec, train the tiny quickstart model on synthetic shapes."""
+    from tinyllava.training.distributed import Launch
     from tinyllava_cli.commands.train import train as run
 
-    raise typer.Exit(run(spec, set_ or [], resume=resume, nproc=nproc, overwrite=overwrite))
+    launch = Launch(nproc, nnodes, node_rank, master_addr, master_port)
+    raise typer.Exit(run(spec, set_ or [], resume=resume, nproc=nproc, overwrite=overwrite, launch=launch))
 
 
 @app.command()

@@ -194,3 +194,51 @@ def reset_accelerate_state() -> None:
         return
     AcceleratorState._reset_state(reset_partial_state=False)
     unset_hf_deepspeed_config()
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where this `tinyllava train` runs: processes on this machine, machines in the run, and how they meet.
+
+    One machine: torchrun's standalone mode (a free local port). Several machines (`--nnodes N`): every machine
+    runs the same command with its own `--node-rank`, and all of them reach the rank-0 machine at
+    `--master-addr:--master-port` (torchrun's static rendezvous). Data and output_dir must be on a filesystem
+    every machine sees: rank 0 prepares the data and writes the checkpoints.
+    """
+
+    nproc: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str | None = None
+    master_port: int = 29500
+
+    @property
+    def launches(self) -> bool:
+        """Whether this command starts a launcher (more than one process in all)."""
+        return self.nproc > 1 or self.nnodes > 1
+
+    def problem(self) -> str | None:
+        """What is wrong with the flags, as one line naming the flag, or None."""
+        if self.nproc < 1:
+            return f"--nproc {self.nproc}: give a number of processes, 1 or more"
+        if self.nnodes < 1:
+            return f"--nnodes {self.nnodes}: give a number of machines, 1 or more"
+        if not 0 <= self.node_rank < self.nnodes:
+            return f"--node-rank {self.node_rank}: give this machine's place among --nnodes {self.nnodes}, 0 to " \
+                   f"{self.nnodes - 1}"
+        if self.nnodes > 1 and not self.master_addr:
+            return "--nnodes > 1 needs --master-addr: the address of the --node-rank 0 machine, which every machine " \
+                   "can reach"
+        if not 0 < self.master_port < 65536:
+            return f"--master-port {self.master_port}: give a TCP port, 1 to 65535"
+        return None
+
+    def torchrun(self) -> list[str]:
+        """The launcher's command line up to the program (`-m tinyllava_cli.app ...` follows)."""
+        import sys
+
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={self.nproc}"]
+        if self.nnodes == 1:
+            return [*cmd, "--standalone"]
+        return [*cmd, f"--nnodes={self.nnodes}", f"--node-rank={self.node_rank}",
+                f"--master-addr={self.master_addr}", f"--master-port={self.master_port}"]
