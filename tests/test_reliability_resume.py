@@ -2,8 +2,9 @@
 
 The quickstart's two stages (captions, then instructions), shrunk: the first trains the LLM through LoRA, the
 second trains it in full from the first's merged result, so the chain crosses a LoRA -> full transition. One run
-is SIGKILLed at 5 random steps (seeded) and once between the stages; each time `--resume` (in a fresh forked
-process) carries on, and the last one finishes. Both stages' final weights must equal the uninterrupted run's.
+is SIGKILLed at 5 random steps (seeded), while the LoRA stage's final checkpoint merges its adapters, and between
+the stages; each time `--resume` (in a fresh forked process) carries on, and the last one finishes. Both stages'
+final weights must equal the uninterrupted run's, and no resume may retrain a step that was checkpointed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def _spec(root: Path, name: str):
 
     raw = tiny_run_spec(root, name=name, steps=STEPS[0], save_steps=1, num_images=8)
     raw["stages"][0].update(recipe="lora", tune={"llm": {"mode": "lora", "lora": {"r": 4}}, "vision_tower": "frozen",
-                                                 "connector": "full"})
+                                                 "connector": "full"}, save_format="full")
     raw["stages"][1]["max_steps"] = STEPS[1]
     return resolve_spec(raw)
 
@@ -88,6 +89,22 @@ def test_kill_at_random_steps_and_between_stages_then_resume_matches(tmp_path):
         assert trained == list(range(resumed_at, step + 1)), f"run {i} trained {trained}, not {resumed_at}..{step}"
         log.append(f"killed at step {step}")
         if step <= STEPS[0] < (steps[i + 1] if i + 1 < len(steps) else sum(STEPS) + 1):
+            # stage 0 trained: kill while its final checkpoint folds the LoRA adapters into the weights
+            def merging(resume: bool = True) -> None:
+                from tinyllava.checkpoint import merge
+
+                original = merge.merge_checkpoint
+
+                def die_after_merging(*args, **kwargs):
+                    original(*args, **kwargs)
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+                merge.merge_checkpoint = die_after_merging
+                run(resume)
+
+            assert killed_in_child(merging, []), "the run was not killed while merging"
+            assert not (spec.run_dir() / "stage0-align" / "final").exists()
+            log.append("killed while merging stage 0's adapters")
             # and once more between the stages: stage 0 saved, stage 1 not started
             def between(resume: bool = True) -> None:
                 loaded = runner._load_merged
@@ -110,7 +127,7 @@ def test_kill_at_random_steps_and_between_stages_then_resume_matches(tmp_path):
         got = _weights(spec.run_dir() / stage / "final")
         assert _same(expected, got), f"{stage}: the resumed weights differ from the uninterrupted run's ({log})"
     manifest = json.loads((spec.run_dir() / "stage0-align" / "final" / "tinyllava.json").read_text())
-    assert manifest["save_format"] == "adapters"  # the LoRA stage really saved adapters; stage 1 trained in full
+    assert manifest["merged_adapters"] == ["llm"]  # the LoRA stage's adapters were merged; stage 1 trained in full
     kills = [entry for entry in log if entry.startswith("killed")]
     assert len(kills) >= 6
     report = {"kills": kills, "stages_identical": 2, "steps_per_stage": list(STEPS)}
