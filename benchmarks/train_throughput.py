@@ -180,7 +180,7 @@ def child(args: argparse.Namespace) -> int:
     import resource
 
     meter = Meter(started)
-    profile = Path(args.profile) if args.profile else None
+    profile = Path(args.profile_dir) if args.profile_dir else None
     try:  # the observers import transformers' Trainer: as the CLI would, first (a checkout without it: plainly)
         from tinyllava.training.lean_imports import import_training_stack
     except ImportError:
@@ -276,7 +276,7 @@ def run_once(spec: Path, overrides: list[str], args: argparse.Namespace, label: 
     if full_logits:
         cmd.append("--full-logits")
     if profile is not None:
-        cmd += ["--profile", str(profile)]
+        cmd += ["--profile-dir", str(profile)]
     env = {**os.environ, "PYTHONPATH": checkout_pythonpath(src), "TINYLLAVA_BENCH_T0": repr(time.time())}
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
@@ -319,6 +319,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--spec", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("--full-logits", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--profile-dir", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 

@@ -39,10 +39,15 @@ def varlen_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     for name in ("cu_seq_lens_k", "max_length_q", "max_length_k"):
         kwargs.pop(name, None)
     cuts = bounds.tolist()
+    total = query.shape[2]
+    edges = sorted({0, total, *(c for c in cuts if 0 < c < total)})
+    sizes = [b - a for a, b in zip(edges, edges[1:], strict=False)]
+    # split, not slices: the backward of one split is one concatenation, where each slice's backward would
+    # fill a zero tensor of the whole row
     outputs = []
-    for a, b in zip(cuts, cuts[1:], strict=False):
-        out, _ = sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
-                                        dropout=dropout, scaling=scaling, is_causal=True, **kwargs)
+    for q, k, v in zip(query.split(sizes, dim=2), key.split(sizes, dim=2), value.split(sizes, dim=2), strict=True):
+        out, _ = sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True,
+                                        **kwargs)
         outputs.append(out)
     _Calls.varlen += 1
     return torch.cat(outputs, dim=1), None
