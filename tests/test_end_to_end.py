@@ -226,7 +226,7 @@ def test_eval_options_and_isolation(trained, tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr  # pope has no data: it fails, shapes still runs
     report = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert "pope" in report["failed"] and "DataLayoutError" in report["failed"]["pope"]
-    assert report["benchmarks"]["shapes"]["questions"] == 10
+    assert report["benchmarks"]["shapes"]["questions"] == 10 + 8  # 2 a category; compositional: 4 categories
     bad = cli("eval", "--model", str(ckpt), "-b", "shapes", "-O", "shapes.per_categroy=2")
     assert bad.returncode == 2 and "per_categroy" in bad.stderr
     wrong = cli("eval", "--model", str(ckpt), "-b", "shapes", "-O", "pope.split=x")
@@ -239,7 +239,7 @@ def test_eval_option_changes_the_benchmark(trained, tmp_path):
                "--output", str(tmp_path / "ev"))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "ev" / "results.json").read_text())
-    assert report["benchmarks"]["shapes"]["questions"] == 10 and report["failed"] == {}
+    assert report["benchmarks"]["shapes"]["questions"] == 10 + 8 and report["failed"] == {}
 
 
 def test_train_without_a_spec_runs_the_quickstart(tmp_path):

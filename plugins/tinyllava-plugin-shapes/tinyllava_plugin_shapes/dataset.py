@@ -12,7 +12,16 @@ from pydantic import Field, field_validator, model_validator
 
 from tinyllava.components.base import ComponentOptions
 from tinyllava.components.dataset import Dataset
-from tinyllava_plugin_shapes.scenes import CATEGORIES, TEXT_ONLY, caption, draw, make_scene, question
+from tinyllava_plugin_shapes.scenes import (
+    BACKGROUNDS,
+    CATEGORIES,
+    TEXT_ONLY,
+    Scene,
+    caption,
+    draw,
+    make_scene,
+    question,
+)
 
 # look-ups by position (colour questions) and checks of every object (yes/no) are the hardest to learn; counting
 # is learnt from few examples
@@ -37,6 +46,14 @@ class ShapesDatasetOptions(ComponentOptions):
         'circle"): they teach looking an object up by where it is, the others by what it looks like',
     )
     max_objects: int = Field(4, ge=1, le=4, description="objects per picture: 1..max (fewer: an easier curriculum)")
+    backgrounds: list[Literal["black", "white", "grey", "noise"]] = Field(
+        default_factory=lambda: list(BACKGROUNDS), min_length=1,
+        description="backgrounds drawn at random, one a picture (grey noise: every pixel its own grey level)",
+    )
+    held_out: bool = Field(
+        True, description="leave out the benchmark's scenes (a fixed eighth of all compositions) and the held-out "
+        "colour-shape pairs; false: any scene (then the shapes benchmark no longer measures unseen scenes)",
+    )
     question_weights: dict[str, float] = Field(
         default_factory=lambda: dict(QUESTION_WEIGHTS),
         description="relative share of each question category in split instruct; a category left out is not asked",
@@ -60,7 +77,9 @@ class ShapesDatasetOptions(ComponentOptions):
         return self
 
 
-def build_records(opts: ShapesDatasetOptions, image_dir: Path | None) -> list[dict]:
+def build_records(opts: ShapesDatasetOptions, image_dir: Path | None,
+                  scenes: list[Scene] | None = None) -> list[dict]:
+    """The records (and, with `image_dir`, their pictures); `scenes` collects every scene drawn."""
     rng = random.Random(f"shapes-{opts.seed}-{opts.split}")
     records = []
     categories, weights = list(opts.question_weights), list(opts.question_weights.values())
@@ -70,7 +89,10 @@ def build_records(opts: ShapesDatasetOptions, image_dir: Path | None) -> list[di
             q, a = rng.choice(TEXT_ONLY)
             records.append({"id": rid, "conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]})
             continue
-        scene = make_scene(rng, opts.image_size, opts.max_objects)
+        scene = make_scene(rng, opts.image_size, opts.max_objects, "train" if opts.held_out else "any",
+                           opts.backgrounds)
+        if scenes is not None:
+            scenes.append(scene)
         name = f"{i:06d}.png"
         if image_dir is not None:
             draw(scene).save(image_dir / name)
