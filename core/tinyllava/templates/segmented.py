@@ -39,15 +39,33 @@ def image_last(text: str) -> str:
 
 
 def tokenize_segment(text: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Ids of one segment; each `<image>` becomes one IMAGE_TOKEN_INDEX, text chunks tokenised alone."""
+    """Ids of one segment; each `<image>` becomes one IMAGE_TOKEN_INDEX, text chunks tokenised alone.
+
+    The text is data: a special token's text inside it (a literal `</s>` or `<|im_end|>` in an answer) stays
+    text (`split_special_tokens`), so data can never end a turn early or forge a role."""
     ids: list[int] = []
     chunks = text.split(IMAGE_PLACEHOLDER)
     for i, chunk in enumerate(chunks):
         if i > 0:
             ids.append(IMAGE_TOKEN_INDEX)
         if chunk:
-            ids.extend(tokenizer(chunk, add_special_tokens=False)["input_ids"])
+            ids.extend(tokenizer(chunk, add_special_tokens=False, split_special_tokens=True)["input_ids"])
     return ids
+
+
+def tokenize_answer(text: str, eos: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """An answer segment: its text as data, then the template's own end-of-answer token, as a special token."""
+    if eos and text.endswith(eos):
+        return tokenize_segment(text[: -len(eos)], tokenizer) + tokenizer(eos, add_special_tokens=False)["input_ids"]
+    return tokenize_segment(text, tokenizer)
+
+
+def _text(turn: Turn, index: int) -> str:
+    """A turn's text; anything else (None, a number) is an error, never the text "None"."""
+    value = turn.get("value", "")
+    if not isinstance(value, str):
+        raise ValueError(f"turn {index}: 'value' must be a string, not {type(value).__name__} ({value!r:.40})")
+    return value
 
 
 def split_rounds(conversation: list[Turn], *, allow_open_end: bool) -> list[tuple[str, str | None]]:
@@ -64,9 +82,9 @@ def split_rounds(conversation: list[Turn], *, allow_open_end: bool) -> list[tupl
             a = turns[i + 1]
             if a.get("from") != GPT:
                 raise ValueError(f"turn {i + 1}: expected 'gpt', got {a.get('from')!r} (turns must alternate)")
-            rounds.append((str(q.get("value", "")), str(a.get("value", ""))))
+            rounds.append((_text(q, i), _text(a, i + 1)))
         elif allow_open_end:
-            rounds.append((str(q.get("value", "")), None))
+            rounds.append((_text(q, i), None))
         else:
             raise ValueError("the conversation ends with a human turn that has no answer")
     if not rounds:
@@ -127,8 +145,9 @@ class SegmentedTemplate(ChatTemplate):
     def encode(self, conversation: list[Turn], tokenizer: PreTrainedTokenizerBase) -> Encoded:
         ids = self._bos(tokenizer)
         labels = [IGNORE_INDEX] * len(ids)
-        for text, trained in self.segments(conversation, False, self._eos(tokenizer)):
-            seg = tokenize_segment(text, tokenizer)
+        eos = self._eos(tokenizer)
+        for text, trained in self.segments(conversation, False, eos):
+            seg = tokenize_answer(text, eos, tokenizer) if trained else tokenize_segment(text, tokenizer)
             ids += seg
             labels += [t if trained and t != IMAGE_TOKEN_INDEX else IGNORE_INDEX for t in seg]
         return Encoded(ids, labels)
