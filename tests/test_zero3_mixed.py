@@ -137,3 +137,21 @@ def test_resume_after_kill_with_two_processes_matches(trained):
     assert "resuming from" in resumed.stdout
     reference = runs.weights(stage_folder(root, "two") / "final")
     assert runs.max_weight_difference(runs.weights(ckpts.parent / "final"), reference) <= 1e-6
+
+
+def test_sharded_init_config_has_no_auto_left():
+    """zero.Init reads the config before the Trainer fills in its "auto" values."""
+    from tinyllava.spec.runspec import StageSpec
+    from tinyllava.training.distributed import deepspeed_config
+    from tinyllava.training.global_batch import BatchPlan
+    from tinyllava.training.sharded_init import init_config, partitioned_share
+
+    stage = StageSpec.model_validate({"name": "s", "bf16": True, "max_grad_norm": 0.5})
+    config = init_config(deepspeed_config("zero3"), BatchPlan(2, 3, 4), stage)
+    assert "auto" not in str(config)
+    assert (config["train_micro_batch_size_per_gpu"], config["gradient_accumulation_steps"]) == (2, 3)
+    assert config["bf16"] == {"enabled": True} and config["gradient_clipping"] == 0.5
+    assert config["zero_optimization"]["stage"] == 3
+    import torch
+
+    assert partitioned_share(torch.nn.Linear(4, 4)) == 0.0
