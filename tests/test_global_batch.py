@@ -60,6 +60,18 @@ def test_check_stages_reports_the_field(monkeypatch, tmp_path):
         check_stages(load_spec(path), get_registry())
 
 
+def test_launcher_refuses_a_batch_it_cannot_split(tmp_path):
+    """Checked before torchrun starts: one line, not a failure report per process."""
+    raw = tiny_run_spec(tmp_path / "runs")
+    raw["stages"][1]["batch_size"] = 3
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    proc = cli("train", str(path), "--nproc", "2")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "stages.1 (instruct): the global batch of 3 samples cannot be split" in out
+    assert "Traceback" not in out and "torch.distributed" not in out
+
+
 def equivalence_spec(root: Path) -> Path:
     raw = tiny_run_spec(root / "runs", steps=STEPS, save_steps=STEPS, num_images=24)
     raw["stages"] = raw["stages"][1:]

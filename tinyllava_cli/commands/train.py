@@ -74,6 +74,11 @@ def train(spec_path: Path | None, overrides: list[str], resume: bool, nproc: int
     if launch.problem():
         return fail(launch.problem())
     if launch.launches:
+        from tinyllava.training.global_batch import batch_problems
+
+        problems = batch_problems(spec, launch.nproc * launch.nnodes)  # here, not once per launched process
+        if problems:
+            return fail("; ".join(problems))
         if "LOCAL_RANK" in os.environ:
             return fail("--nproc/--nnodes are for launching; this process was already started by a launcher (torchrun)")
         where = f" on machine {launch.node_rank} of {launch.nnodes}" if launch.nnodes > 1 else ""

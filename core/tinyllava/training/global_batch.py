@@ -57,3 +57,14 @@ def plan_batch(stage: Any, world_size: int, where: str = "") -> BatchPlan:
     per_process = total // world_size
     per_device = max(d for d in range(1, min(stage.batch_size, per_process) + 1) if per_process % d == 0)
     return BatchPlan(per_device, per_process // per_device, world_size)
+
+
+def batch_problems(spec: Any, world_size: int) -> list[str]:
+    """Every stage whose global batch cannot be split over `world_size` processes (checked before launching)."""
+    problems = []
+    for index, stage in enumerate(spec.stages):
+        try:
+            plan_batch(stage, world_size, f"stages.{index} ({stage.name})")
+        except BatchError as exc:
+            problems.append(str(exc))
+    return problems
