@@ -2,9 +2,11 @@
 batched (`--max-batch 32`) against one request at a time (`--max-batch 1`), on the same requests.
 
 The requests are the `shapes` benchmark's image questions (the image inline as a PNG data URL, the benchmark's
-answer length), sent over HTTP to a real server process by asyncio clients in this process (each client sends its
-next request when the previous one is answered). Both servers get the same warm-up. Greedy answers of the batched
-server are compared with the one-at-a-time server's: they must be identical.
+answer length), sent over HTTP to real server processes by asyncio clients in this process (each client sends its
+next request when the previous one is answered). Both servers stay up and get the same warm-up; their runs are
+interleaved, `--repeat` rounds, and the median run is reported (a busy machine slows both alike). Greedy answers of
+the batched server are compared with the one-at-a-time server's: they must be identical. The server's CPU time per
+answer is printed too: steadier than wall time when other work shares the machine.
 
     python benchmarks/serve_throughput.py                               # trains a reduced quickstart first
     python benchmarks/serve_throughput.py --model runs/quickstart/latest  # a real checkpoint
@@ -128,40 +130,57 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def measure(args: argparse.Namespace, model: Path, bodies: list[dict[str, Any]], work: Path) -> dict[str, Any]:
+def one_run(server: Server, bodies: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
     import httpx
 
-    results: dict[str, Any] = {}
+    before = httpx.get(f"{server.url}/metrics", timeout=600).json()
+    cpu, client_cpu = server.cpu_seconds(), time.process_time()
+    run = asyncio.run(load(server.url, server.model_id, bodies, concurrency))
+    cpu, client_cpu = server.cpu_seconds() - cpu, time.process_time() - client_cpu
+    after = httpx.get(f"{server.url}/metrics", timeout=600).json()
+    batches = after["batches_total"] - before["batches_total"]
+    lat = run["latencies"]
+    return {
+        "concurrency": concurrency, "requests": len(bodies), "wall_s": round(run["wall_s"], 3),
+        "answers_per_s": round(len(bodies) / run["wall_s"], 2),
+        "p50_ms": round(1000 * percentile(lat, 50), 1), "p95_ms": round(1000 * percentile(lat, 95), 1),
+        "mean_batch": round(len(bodies) / batches, 2) if batches else None,
+        "server_cpu_ms_per_answer": round(1000 * cpu / len(bodies), 1),
+        "client_cpu_ms_per_answer": round(1000 * client_cpu / len(bodies), 1),
+        "answers": run["answers"],
+    }
+
+
+def measure(args: argparse.Namespace, model: Path, bodies: list[dict[str, Any]], work: Path) -> dict[str, Any]:
+    """Both servers stay up; runs are interleaved (sequential, batched, at each concurrency, `--repeat` rounds) so
+    that a busy machine slows both alike. Each figure is the run with the median answers/s."""
     modes = {"sequential": 1, "batched": args.max_batch}
-    for mode, max_batch in modes.items():
-        server = Server(model, max_batch, args.max_wait_ms, args.threads, work / f"server-{mode}.log",
-                        ["--device", args.device, "--dtype", args.dtype])
-        try:
-            print(f"{mode}: serving at {server.url} (--max-batch {max_batch})", flush=True)
-            asyncio.run(load(server.url, server.model_id, bodies[:args.warmup], min(8, args.warmup)))
-            results[mode] = {}
+    servers: dict[str, Server] = {}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {m: {str(c): [] for c in args.concurrency} for m in modes}
+    try:
+        for mode, max_batch in modes.items():
+            servers[mode] = Server(model, max_batch, args.max_wait_ms, args.threads, work / f"server-{mode}.log",
+                                   ["--device", args.device, "--dtype", args.dtype])
+            print(f"{mode}: serving at {servers[mode].url} (--max-batch {max_batch})", flush=True)
+            asyncio.run(load(servers[mode].url, servers[mode].model_id, bodies[:args.warmup], min(8, args.warmup)))
+        for round_ in range(args.repeat):
             for concurrency in args.concurrency:
-                before = httpx.get(f"{server.url}/metrics").json()
-                cpu = server.cpu_seconds()
-                run = asyncio.run(load(server.url, server.model_id, bodies, concurrency))
-                cpu = server.cpu_seconds() - cpu
-                after = httpx.get(f"{server.url}/metrics").json()
-                batches = after["batches_total"] - before["batches_total"]
-                lat = run["latencies"]
-                row = {
-                    "concurrency": concurrency, "requests": len(bodies), "wall_s": round(run["wall_s"], 3),
-                    "answers_per_s": round(len(bodies) / run["wall_s"], 2),
-                    "p50_ms": round(1000 * percentile(lat, 50), 1), "p95_ms": round(1000 * percentile(lat, 95), 1),
-                    "mean_batch": round(len(bodies) / batches, 2) if batches else None,
-                    "server_cpu_ms_per_answer": round(1000 * cpu / len(bodies), 1),
-                    "answers": run["answers"],
-                }
-                results[mode][str(concurrency)] = row
-                print(f"  concurrency {concurrency:>3}: {row['answers_per_s']:7.2f} answers/s  p50 {row['p50_ms']:7.1f}"
-                      f" ms  p95 {row['p95_ms']:7.1f} ms  mean batch {row['mean_batch']}  server CPU "
-                      f"{row['server_cpu_ms_per_answer']} ms/answer", flush=True)
-        finally:
+                for mode, server in servers.items():
+                    row = one_run(server, bodies, concurrency)
+                    runs[mode][str(concurrency)].append(row)
+                    print(f"  round {round_ + 1} {mode:<10} {concurrency:>3} clients: {row['answers_per_s']:7.2f} "
+                          f"answers/s  p50 {row['p50_ms']:7.1f} ms  p95 {row['p95_ms']:7.1f} ms  mean batch "
+                          f"{row['mean_batch']}  server CPU {row['server_cpu_ms_per_answer']} ms/answer, clients' "
+                          f"CPU {row['client_cpu_ms_per_answer']} ms/answer", flush=True)
+    finally:
+        for server in servers.values():
             server.stop()
+    results: dict[str, Any] = {}
+    for mode in modes:
+        results[mode] = {}
+        for c, rows in runs[mode].items():
+            ordered = sorted(rows, key=lambda r: r["answers_per_s"])
+            results[mode][c] = {**ordered[len(ordered) // 2], "answers_per_s_all": [r["answers_per_s"] for r in rows]}
     return results
 
 
@@ -235,6 +254,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tinyllava-serve-bench")
     p.add_argument("--requests", type=int, default=128, help="requests per concurrency level")
     p.add_argument("--warmup", type=int, default=16)
+    p.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the median run is reported")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--max-batch", type=int, default=32, help="the batched server's --max-batch")
     p.add_argument("--max-wait-ms", type=float, default=10.0)

@@ -1,6 +1,7 @@
 """Dynamic batching: requests queue up; one worker thread takes as many as can share a generate call (up to
-`max_batch`) and runs them together, left-padded. A request waits for company at most `max_wait_ms`, and only while
-others are on their way (received, their image and prompt being prepared): a lone request goes at once.
+`max_batch`) and runs them together, left-padded. A request waits for company at most `max_wait_ms`, and only when
+some may come: others are on their way (received, their image and prompt being prepared) or the last batch had
+company (concurrent traffic). A lone client's request goes at once.
 
 Greedy requests always share; sampled ones share only with the same temperature and top_p and no seed (a seeded
 request runs alone, so its seed alone decides its answer). Each request reads its own tokens as they come and is
@@ -97,6 +98,7 @@ class Batcher:
         self._thread: threading.Thread | None = None
         # requests received but not queued yet (body, image, prompt being prepared): worth waiting for
         self.arriving = 0
+        self._last_size = 0  # the last batch's size: more than 1 means concurrent traffic, worth waiting for
         self.stop_ids = set(pipeline.template.stop_token_ids(pipeline.tokenizer))
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -155,8 +157,8 @@ class Batcher:
         deadline = first.enqueued + self.max_wait
         while not self._stopping and sum(j.key == first.key for j in self._pending) < self.max_batch:
             left = deadline - time.monotonic()
-            if left <= 0 or (self.arriving <= 0 and self._queue.empty()):
-                break  # waited long enough, or nobody else is on the way: go now
+            if left <= 0 or (self.arriving <= 0 and self._queue.empty() and self._last_size <= 1):
+                break  # waited long enough, or a lone client and nobody else on the way: go now
             self._take(block=True, timeout=min(left, 0.002))
         batch: list[Job] = []
         rest: deque[Job] = deque()
@@ -168,6 +170,7 @@ class Batcher:
             else:
                 rest.append(job)
         self._pending = rest
+        self._last_size = len(batch)
         return batch
 
     def _generate(self, batch: list[Job]) -> None:
