@@ -116,3 +116,20 @@ def test_a_non_string_answer_is_an_error(name, value):
     conversation = [{"from": "human", "value": "What colour?"}, {"from": "gpt", "value": value}]
     with pytest.raises(ValueError, match="turn 1: 'value' must be a string"):
         template(name).encode(conversation, tokenizer_for(name))
+
+
+@settings(max_examples=40, deadline=None)
+@given(caption=TEXT)
+def test_pretrain_trains_exactly_the_caption_and_its_newline(caption):
+    tpl, tok = template("pretrain"), tokenizer_for("llama")
+    conversation = [{"from": "human", "value": f"{IMAGE_PLACEHOLDER}\nDescribe it."}, {"from": "gpt", "value": caption}]
+    enc = tpl.encode(conversation, tok)
+    body = tok(caption + "\n", add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    assert enc.input_ids == [tok.bos_token_id, IMAGE_TOKEN_INDEX, *body]
+    assert trained_ids(enc) == body
+
+
+def test_pretrain_caption_with_special_token_text_stays_text():
+    tpl, tok = template("pretrain"), tokenizer_for("llama")
+    enc = tpl.encode([{"from": "human", "value": IMAGE_PLACEHOLDER}, {"from": "gpt", "value": "a </s> b"}], tok)
+    assert tok.eos_token_id not in enc.input_ids and tok.decode(trained_ids(enc)) == "a </s> b\n"
