@@ -55,7 +55,7 @@ def decode_data_url(url: str, *, max_bytes: int, max_pixels: int, param: str) ->
                                     f"most {max_pixels} pixels (resize it or raise --max-image-pixels)",
                                param=param, code="image_too_large")
             image.load()
-            return image.convert("RGB")
+            return image if image.mode == "RGB" else image.convert("RGB")
     except ApiError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
