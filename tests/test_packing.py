@@ -89,7 +89,7 @@ def _check_packed_equals_unpacked(model, tok, mode, attention):
     packing = {"varlen": True} if attention == "varlen" else {"pack_length": 250}
     packed = Collator(tok.pad_token_id, image_seq_len=seq_len, pack=True, **packing)(items)
     assert packed["input_ids"].shape[0] == (1 if attention == "varlen" else 3)  # several samples share a row
-    calls = _Calls.varlen
+    calls, picked = _Calls.varlen, _Calls.picked
     assert "attention_mask" not in packed
     assert (packed["input_ids"] == IMAGE_TOKEN_INDEX).sum() == (padded["input_ids"] == IMAGE_TOKEN_INDEX).sum()
 
@@ -97,6 +97,8 @@ def _check_packed_equals_unpacked(model, tok, mode, attention):
     loss_p, grads_p = loss_and_grads(model, packed)
     torch.testing.assert_close(loss_p, loss_u, rtol=1e-5, atol=1e-6)
     assert (_Calls.varlen > calls) == (attention == "varlen")
+    # training through varlen attention: the last layer's queries ran at the trained positions only
+    assert _Calls.picked - picked == (len(items) if (attention, mode) == ("varlen", "train") else 0)
     assert grads_u.keys() == grads_p.keys() and any("connector" in n for n in grads_u)
     for name in grads_u:
         torch.testing.assert_close(grads_p[name], grads_u[name], rtol=1e-4, atol=1e-6, msg=name)

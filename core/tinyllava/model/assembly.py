@@ -17,6 +17,7 @@ from tinyllava.constants import IMAGE_TOKEN_INDEX
 from tinyllava.model.config import TinyLlavaConfig
 from tinyllava.model.supervised_loss import (
     head_only_at,
+    last_layer_attention,
     last_layer_row_modules,
     rows_only_at,
     supervised_loss,
@@ -148,8 +149,10 @@ class TinyLlavaForConditionalGeneration(PreTrainedModel):
                             position_ids: Any, labels: torch.Tensor, kwargs: dict[str, Any]) -> Any:
         num_items = kwargs.pop("num_items_in_batch", None)
         mask, targets = supervised_positions(labels, kwargs.pop("shift_labels", None))
-        rows = last_layer_row_modules(self.language_model) if self.supervised_last_layer_only else []
-        with head_only_at(head, mask) as state, rows_only_at(rows, mask):
+        rows, attention = [], None
+        if self.supervised_last_layer_only:
+            rows, attention = last_layer_row_modules(self.language_model), last_layer_attention(self.language_model)
+        with head_only_at(head, mask) as state, rows_only_at(rows, mask, attention):
             out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                       position_ids=position_ids, **kwargs)
         loss = supervised_loss(out.logits, mask, targets, picked=state.picked, num_items_in_batch=num_items)

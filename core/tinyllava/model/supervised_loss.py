@@ -108,36 +108,55 @@ def last_layer_row_modules(language_model: nn.Module) -> list[nn.Module]:
     backward pass would run the blocks again, after the forward's hooks are gone) and mixture-of-experts blocks
     (the router's auxiliary loss averages over every token).
     """
+    return _last_layer_parts(language_model)[0]
+
+
+def last_layer_attention(language_model: nn.Module) -> nn.Module | None:
+    """The last decoder layer's attention module, when `last_layer_row_modules` prunes that layer (else None):
+    its queries are needed only at the positions the head reads (see QUERY_ROWS)."""
+    blocks, attention = _last_layer_parts(language_model)
+    return attention if blocks else None
+
+
+def _last_layer_parts(language_model: nn.Module) -> tuple[list[nn.Module], nn.Module | None]:
     layers = _decoder_layers(language_model)
     if layers is None:
-        return []
+        return [], None
     last = layers[-1]
     if getattr(last, "gradient_checkpointing", False):
-        return []
+        return [], None
     found: list[nn.Module] = []
     for name in _FEED_FORWARD:
         block = getattr(last, name, None)
         if isinstance(block, nn.Module):
             if any("expert" in sub or "router" in sub for sub, _ in block.named_modules()):
-                return []
+                return [], None
             found.append(block)
             break
+    attention: nn.Module | None = None
     for name in _ATTENTION:
-        attention = getattr(last, name, None)
-        if isinstance(attention, nn.Module):
+        candidate = getattr(last, name, None)
+        if isinstance(candidate, nn.Module):
+            attention = candidate
             for out_name in _ATTENTION_OUT:
-                out = getattr(attention, out_name, None)
+                out = getattr(candidate, out_name, None)
                 if isinstance(out, nn.Module):
                     found.append(out)
                     break
             break
-    return found
+    return found, attention
+
+
+# set on an attention module while only some query rows matter: a (B, T) bool mask; an attention function that
+# reads it (training.packed_attention's) may compute the other rows' outputs as zeros
+QUERY_ROWS = "_tinyllava_query_rows"
 
 
 @contextmanager
-def rows_only_at(modules: list[nn.Module], mask: torch.Tensor) -> Iterator[None]:
+def rows_only_at(modules: list[nn.Module], mask: torch.Tensor, attention: nn.Module | None = None) -> Iterator[None]:
     """While active, each of `modules` (position-wise) runs on the rows at `mask` of its (B, T, D) input only; its
-    output is put back at those rows of a (B, T, D') tensor of zeros. A call with any other input is left alone."""
+    output is put back at those rows of a (B, T, D') tensor of zeros. A call with any other input is left alone.
+    `attention`, if given, carries `mask` as QUERY_ROWS meanwhile."""
     index = mask.nonzero(as_tuple=True)
     picked: dict[int, bool] = {}
 
@@ -166,7 +185,11 @@ def rows_only_at(modules: list[nn.Module], mask: torch.Tensor) -> Iterator[None]
         for module in modules:
             handles.append(module.register_forward_pre_hook(pick, with_kwargs=True))
             handles.append(module.register_forward_hook(put_back, with_kwargs=True))
+        if attention is not None:
+            setattr(attention, QUERY_ROWS, mask)
         yield
     finally:
         for handle in handles:
             handle.remove()
+        if attention is not None and hasattr(attention, QUERY_ROWS):
+            delattr(attention, QUERY_ROWS)

@@ -19,11 +19,14 @@ from typing import Any
 
 import torch
 
+from tinyllava.model.supervised_loss import QUERY_ROWS
+
 NAME = "tinyllava_varlen_sdpa"
 
 
 class _Calls:
     varlen = 0
+    picked = 0  # samples whose attention ran at picked queries only
 
 
 def varlen_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -44,13 +47,38 @@ def varlen_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     sizes = [b - a for a, b in zip(edges, edges[1:], strict=False)]
     # split, not slices: the backward of one split is one concatenation, where each slice's backward would
     # fill a zero tensor of the whole row
+    rows = getattr(module, QUERY_ROWS, None)  # the last layer in training: only these queries reach the loss
+    if rows is not None and tuple(rows.shape) != (1, total):
+        rows = None
+    picks = rows[0].split(sizes) if rows is not None else [None] * len(sizes)
     outputs = []
-    for q, k, v in zip(query.split(sizes, dim=2), key.split(sizes, dim=2), value.split(sizes, dim=2), strict=True):
-        out, _ = sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True,
-                                        **kwargs)
+    for q, k, v, pick in zip(query.split(sizes, dim=2), key.split(sizes, dim=2), value.split(sizes, dim=2), picks,
+                             strict=True):
+        if pick is None:
+            out, _ = sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True,
+                                            **kwargs)
+        else:
+            out = _attention_at(module, q, k, v, pick.nonzero().squeeze(1), dropout, scaling, kwargs)
         outputs.append(out)
     _Calls.varlen += 1
     return torch.cat(outputs, dim=1), None
+
+
+def _attention_at(module: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, at: torch.Tensor,
+                  dropout: float, scaling: float | None, kwargs: dict[str, Any]) -> torch.Tensor:
+    """One sample's causal attention output (1, L, H, D) computed for the queries at positions `at` only (zeros
+    elsewhere): each attends to the keys up to its own position."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    length = q.shape[2]
+    full = q.new_zeros((1, length, q.shape[1], q.shape[3]))
+    if at.numel() == 0:
+        return full
+    _Calls.picked += 1
+    allowed = torch.arange(length, device=q.device)[None, :] <= at[:, None]
+    out, _ = sdpa_attention_forward(module, q.index_select(2, at), k, v, allowed[None, None], dropout=dropout,
+                                    scaling=scaling, is_causal=False, **kwargs)
+    return full.index_copy(1, at, out)
 
 
 def _register() -> None:
