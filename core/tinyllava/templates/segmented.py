@@ -60,6 +60,25 @@ def tokenize_answer(text: str, eos: str, tokenizer: PreTrainedTokenizerBase) -> 
     return tokenize_segment(text, tokenizer)
 
 
+def tokenize_following(text: str, special: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """A segment that follows the special token `special` in the rendered text, tokenised as the whole text is.
+
+    SentencePiece tokenizers with `legacy=False` start text after a special token without a word-start piece
+    (`</s>USER` is `</s>`, `US`...), while the segment on its own would get one (`▁US`): the segment is
+    tokenised behind the special token and the special token's ids are dropped. Data holding special-token
+    text keeps the plain path (it must stay text, which one call cannot do for both parts)."""
+    chunks = text.split(IMAGE_PLACEHOLDER)
+    first = chunks[0]
+    if not first or any(s in first for s in tokenizer.all_special_tokens):
+        return tokenize_segment(text, tokenizer)
+    head = tokenizer(special, add_special_tokens=False)["input_ids"]
+    both = tokenizer(special + first, add_special_tokens=False)["input_ids"]
+    if both[: len(head)] != head:
+        return tokenize_segment(text, tokenizer)
+    rest = IMAGE_PLACEHOLDER + IMAGE_PLACEHOLDER.join(chunks[1:]) if len(chunks) > 1 else ""
+    return both[len(head):] + tokenize_segment(rest, tokenizer)
+
+
 def _text(turn: Turn, index: int) -> str:
     """A turn's text; anything else (None, a number) is an error, never the text "None"."""
     value = turn.get("value", "")
@@ -146,8 +165,13 @@ class SegmentedTemplate(ChatTemplate):
         ids = self._bos(tokenizer)
         labels = [IGNORE_INDEX] * len(ids)
         eos = self._eos(tokenizer)
+        after_eos = False
         for text, trained in self.segments(conversation, False, eos):
-            seg = tokenize_answer(text, eos, tokenizer) if trained else tokenize_segment(text, tokenizer)
+            if trained:
+                seg = tokenize_answer(text, eos, tokenizer)
+            else:
+                seg = tokenize_following(text, eos, tokenizer) if after_eos else tokenize_segment(text, tokenizer)
+            after_eos = trained and bool(eos) and text.endswith(eos)
             ids += seg
             labels += [t if trained and t != IMAGE_TOKEN_INDEX else IGNORE_INDEX for t in seg]
         return Encoded(ids, labels)
@@ -157,8 +181,13 @@ class SegmentedTemplate(ChatTemplate):
         if segs[-1][1]:
             raise ValueError("a generation prompt needs a conversation that ends with a human turn")
         ids = self._bos(tokenizer)
-        for text, _ in segs:
-            ids += tokenize_segment(text, tokenizer)
+        eos, after_eos = self._eos(tokenizer), False
+        for text, trained in segs:
+            if trained:
+                ids += tokenize_answer(text, eos, tokenizer)
+            else:
+                ids += tokenize_following(text, eos, tokenizer) if after_eos else tokenize_segment(text, tokenizer)
+            after_eos = trained and bool(eos) and text.endswith(eos)
         return ids
 
     def stop_token_ids(self, tokenizer: PreTrainedTokenizerBase) -> list[int]:
