@@ -133,3 +133,19 @@ def test_pretrain_caption_with_special_token_text_stays_text():
     tpl, tok = template("pretrain"), tokenizer_for("llama")
     enc = tpl.encode([{"from": "human", "value": IMAGE_PLACEHOLDER}, {"from": "gpt", "value": "a </s> b"}], tok)
     assert tok.eos_token_id not in enc.input_ids and tok.decode(trained_ids(enc)) == "a </s> b\n"
+
+
+def test_a_cut_answer_is_counted_as_truncated():
+    """An answer cut by max_length keeps its first tokens supervised, and the cut is counted (the trainer warns
+    with the count before the first step): never silently."""
+    from tinyllava.data.token_cache import tokenize_records
+
+    tpl, tok = template("llama"), tokenizer_for("llama")
+    conversation = [{"from": "human", "value": "Describe it."}, {"from": "gpt", "value": "a long answer " * 20}]
+    full = tpl.encode(conversation, tok)
+    cut = tokenize_records([{"id": "r1", "conversations": conversation}], tpl, tok, image_seq_len=4,
+                           max_length=len(full.input_ids) - 5)
+    assert cut.truncated == 1 and len(cut.ids) == len(full.input_ids) - 5
+    whole = tokenize_records([{"id": "r1", "conversations": conversation}], tpl, tok, image_seq_len=4,
+                             max_length=len(full.input_ids))
+    assert whole.truncated == 0
