@@ -17,6 +17,9 @@ from tinyllava_cli.commands.common import (
 
 def chat(model: Path, image: Path | None, max_new_tokens: int, temperature: float, device: str = "auto",
          dtype: str = "auto") -> int:
+    problem = check_placement(device, dtype)  # flag spelling first: nothing heavy is imported
+    if problem:
+        return fail(problem)
     problem = checkpoint_problem(model)  # before torch is imported: a mistyped path is answered at once
     if problem:
         return fail(problem)
@@ -24,9 +27,6 @@ def chat(model: Path, image: Path | None, max_new_tokens: int, temperature: floa
         problem = image_problem(Path(image))
         if problem:
             return fail(problem)
-    problem = check_placement(device, dtype)
-    if problem:
-        return fail(problem)
     from tinyllava.inference.pipeline import GenerationSettings
 
     pipeline, problem = load_pipeline(model, device, dtype)

@@ -26,6 +26,9 @@ def parse_options(benchmarks: list[str], options: list[str]) -> dict[str, dict[s
 
 def evaluate(model: Path, benchmarks: list[str], data: Path | None, limit: int | None, batch_size: int,
              output: Path | None, options: list[str], device: str = "auto", dtype: str = "auto") -> int:
+    problem = check_placement(device, dtype)  # flag spelling first: nothing heavy is imported
+    if problem:
+        return fail(problem)
     problem = checkpoint_problem(model)  # before torch is imported: a mistyped path is answered at once
     if problem:
         return fail(problem)
@@ -35,9 +38,6 @@ def evaluate(model: Path, benchmarks: list[str], data: Path | None, limit: int |
     from tinyllava.plugins.registry import ComponentNotFoundError, get_registry
     from tinyllava.spec.errors import pydantic_problems
 
-    problem = check_placement(device, dtype)
-    if problem:
-        return fail(problem)
     if batch_size < 1:
         return fail(f"--batch-size {batch_size}: give at least 1")
 

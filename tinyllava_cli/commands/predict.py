@@ -60,14 +60,14 @@ def _check_line(path: Path, n: int, line: str, image_root: Path | None) -> tuple
 
 def predict(model: Path, input_path: Path, output: Path, batch_size: int, max_new_tokens: int,
             image_root: Path | None, device: str = "auto", dtype: str = "auto", on_bad_line: str = "stop") -> int:
+    problem = check_placement(device, dtype)  # flag spelling first: nothing heavy is imported
+    if problem:
+        return fail(problem)
     problem = checkpoint_problem(model)  # before torch is imported: a mistyped path is answered at once
     if problem:
         return fail(problem)
     if on_bad_line not in ON_BAD_LINE:
         return fail(f"--on-bad-line {on_bad_line!r}: use stop or skip")
-    problem = check_placement(device, dtype)
-    if problem:
-        return fail(problem)
     if batch_size < 1:
         return fail(f"--batch-size {batch_size}: give at least 1")
     try:
