@@ -29,8 +29,9 @@ IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist", ".
 HIDDEN = ("tinyllava", "__editable__")  # this checkout's own distributions and editable finders
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=env)
+def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True,
+        cwd: Path | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=env, cwd=cwd)
     if check:
         assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
@@ -124,6 +125,10 @@ def test_core_alone_then_a_plugin_from_the_wheelhouse(wheelhouse, tmp_path):
     pip_install("tinyllava")
     listed = json.loads(run([cli, "plugins", "list", "--json"], env=env).stdout)
     assert listed["plugins"] == [] and Path(listed["python"]).parent == venv / "bin"
+    # a pip-installed user has no configs/ folder: the quickstart and the paper rows ship inside the package
+    row = "tinyllava-phi-2-siglip-base"
+    shipped = run([cli, "config", "init", f"paper/{row}"], env=env, cwd=tmp_path).stdout
+    assert shipped == (ROOT / "configs" / "paper" / f"{row}.yaml").read_text()
 
     trained = run([cli, "train", str(ROOT / "configs" / "quickstart.yaml")], env=env, check=False)
     assert trained.returncode != 0 and "Traceback" not in trained.stderr
