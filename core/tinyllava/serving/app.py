@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from tinyllava.serving.batcher import Batcher, Job, Stats
+from tinyllava.serving.batcher import SHUTTING_DOWN, Batcher, Job, Stats
 from tinyllava.serving.config import ServeConfig
 from tinyllava.serving.errors import ApiError, error_body
 from tinyllava.serving.images import decode_data_url
@@ -270,7 +270,8 @@ async def _collect(job: Job, text: TextStream) -> str:
                 text.ids = list(job.tokens)
             return "stop" if value == "stop" else "length"
         else:
-            raise ApiError(500, str(value), code="generation_failed")
+            busy = value == SHUTTING_DOWN
+            raise ApiError(503 if busy else 500, str(value), code="unavailable" if busy else "generation_failed")
 
 
 async def _sse(job: Job, text: TextStream, meta: dict[str, Any], prompt_tokens: int, include_usage: bool,

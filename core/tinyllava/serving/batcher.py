@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("tinyllava.serve")
+SHUTTING_DOWN = "the server is shutting down; try again in a moment"
 
 
 @dataclass
@@ -121,7 +122,7 @@ class Batcher:
         job.loop = asyncio.get_running_loop()
         job.events = asyncio.Queue()
         if self._stopping:
-            job.events.put_nowait(("error", "the server is shutting down"))
+            job.events.put_nowait(("error", SHUTTING_DOWN))
             return
         self._queue.put(job)
 
@@ -134,7 +135,7 @@ class Batcher:
             if batch:
                 self._generate(batch)
         for job in list(self._pending):
-            self._send(job, [("error", "the server is shutting down")])
+            self._send(job, [("error", SHUTTING_DOWN)])
 
     def _take(self, block: bool, timeout: float | None = None) -> bool:
         """Move one queued job to `_pending`; False when none came (or the stop signal did)."""
@@ -149,8 +150,8 @@ class Batcher:
         return True
 
     def _next_batch(self) -> list[Job] | None:
-        if not self._pending and not self._take(block=True):
-            return None
+        if not self._pending and (self._stopping or not self._take(block=True)):
+            return None  # stopping, and everything taken has been answered
         while self._take(block=False):
             pass
         first = self._pending[0]
