@@ -389,7 +389,7 @@ def test_chat_page_in_headless_chromium(server, tmp_path, record_property):
 
 
 # -- user errors at start-up ------------------------------------------------------------------------------------
-def test_start_up_mistakes_are_one_line_errors(tmp_path):
+def test_start_up_mistakes_are_one_line_errors(tmp_path, monkeypatch):
     import socket
 
     from typer.testing import CliRunner
@@ -408,3 +408,6 @@ def test_start_up_mistakes_are_one_line_errors(tmp_path):
     assert "Traceback" not in missing.output
     wrong = runner.invoke(app, ["serve", "--model", str(tmp_path), "--max-batch", "0"])
     assert wrong.exit_code == 2 and "--max-batch 0: give at least 1" in wrong.output
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the serve extra were not installed
+    bare = runner.invoke(app, ["serve", "--model", str(tmp_path), "--port", "0"])
+    assert bare.exit_code == 2 and "pip install 'tinyllava[serve]'" in bare.output

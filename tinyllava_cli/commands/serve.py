@@ -52,7 +52,13 @@ def _run(sock: socket.socket, model: Path, device: str, dtype: str, max_batch: i
     import logging
 
     import torch
-    import uvicorn
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        return fail(f"tinyllava serve needs FastAPI and uvicorn ({exc.name} is missing): "
+                    f"pip install 'tinyllava\\[serve]'")  # (escaped for rich markup)
 
     if threads:
         torch.set_num_threads(threads)
