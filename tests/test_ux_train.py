@@ -70,8 +70,10 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_overwrite_replaces_the_run(tmp_
     raw["stages"][0]["logging_steps"] = 100
     spec = write_spec(tmp_path / "s.yaml", raw)
     ckpts = tmp_path / "runs" / "tiny" / "stage0-instruct" / "checkpoints"
+    # a suite started in the background (`cmd &`) inherits SIGINT ignored: give the child the default back
     proc = subprocess.Popen([EXE, "train", str(spec), "--set", "seed=3"], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + SUBPROCESS_TIMEOUT_S
     while time.time() < deadline and not (ckpts / "checkpoint-2" / "trainer_state.json").is_file():
         time.sleep(0.05)
