@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 import yaml
 
 from tinyllava.testing import tiny_run_spec
-from tinyllava.testing.runs import parameter_rows
+from tinyllava.testing.runs import kill_tree, parameter_rows
 from tinyllava.testing.timeouts import SUBPROCESS_TIMEOUT_S
 from tinyllava.training.runner import last_trainer_checkpoint
 
@@ -71,22 +70,6 @@ def mode_spec(root: Path, mode: str) -> Path:
 def train_args(spec: Path, name: str, mode: str, *extra: str) -> list[str]:
     nproc = ["--nproc", str(NPROC[mode])] if mode in NPROC else []
     return ["train", str(spec), "--set", f"name={name}", *nproc, *extra]
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL a run with every process it started (torchrun starts its workers in sessions of their own)."""
-    import psutil
-
-    try:
-        parent = psutil.Process(pid)
-        family = [*parent.children(recursive=True), parent]
-    except psutil.NoSuchProcess:
-        return
-    for proc in family:
-        try:
-            proc.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
 
 
 def final_dir(root: Path, name: str) -> Path:

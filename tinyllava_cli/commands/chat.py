@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyllava_cli.commands.common import (
-    check_placement,
-    checkpoint_problem,
     console,
+    early_problem,
     err_console,
     fail,
     image_problem,
@@ -17,10 +16,7 @@ from tinyllava_cli.commands.common import (
 
 def chat(model: Path, image: Path | None, max_new_tokens: int, temperature: float, device: str = "auto",
          dtype: str = "auto") -> int:
-    problem = check_placement(device, dtype)  # flag spelling first: nothing heavy is imported
-    if problem:
-        return fail(problem)
-    problem = checkpoint_problem(model)  # before torch is imported: a mistyped path is answered at once
+    problem = early_problem(model, device, dtype)  # before torch: a misspelt flag or path is answered at once
     if problem:
         return fail(problem)
     if image is not None:

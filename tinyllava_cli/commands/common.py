@@ -85,6 +85,11 @@ def check_placement(device: str, dtype: str) -> str | None:
     return None
 
 
+def early_problem(model: Path, device: str, dtype: str) -> str | None:
+    """What is wrong with --device/--dtype or the model path, found before torch is imported, or None."""
+    return check_placement(device, dtype) or checkpoint_problem(model)
+
+
 def load_pipeline(model: Path, device: str, dtype: str) -> tuple[Any, str | None]:
     """(pipeline, None) or (None, the error message): --device/--dtype resolved on this machine, then loaded."""
     from tinyllava.checkpoint.load import CheckpointError

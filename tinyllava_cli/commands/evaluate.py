@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tinyllava_cli.commands.common import check_placement, checkpoint_problem, console, fail, load_pipeline
+from tinyllava_cli.commands.common import console, early_problem, fail, load_pipeline
 
 
 def parse_options(benchmarks: list[str], options: list[str]) -> dict[str, dict[str, Any]]:
@@ -26,10 +26,7 @@ def parse_options(benchmarks: list[str], options: list[str]) -> dict[str, dict[s
 
 def evaluate(model: Path, benchmarks: list[str], data: Path | None, limit: int | None, batch_size: int,
              output: Path | None, options: list[str], device: str = "auto", dtype: str = "auto") -> int:
-    problem = check_placement(device, dtype)  # flag spelling first: nothing heavy is imported
-    if problem:
-        return fail(problem)
-    problem = checkpoint_problem(model)  # before torch is imported: a mistyped path is answered at once
+    problem = early_problem(model, device, dtype)  # before torch: a misspelt flag or path is answered at once
     if problem:
         return fail(problem)
     from pydantic import ValidationError

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinyllava_cli.commands.common import check_placement, checkpoint_problem, console, err_console, fail, image_problem
+from tinyllava_cli.commands.common import console, early_problem, err_console, fail, image_problem
 
 ON_BAD_LINE = ("stop", "skip")
 
@@ -60,10 +60,7 @@ def _check_line(path: Path, n: int, line: str, image_root: Path | None) -> tuple
 
 def predict(model: Path, input_path: Path, output: Path, batch_size: int, max_new_tokens: int,
             image_root: Path | None, device: str = "auto", dtype: str = "auto", on_bad_line: str = "stop") -> int:
-    problem = check_placement(device, dtype)  # flag spelling first: nothing heavy is imported
-    if problem:
-        return fail(problem)
-    problem = checkpoint_problem(model)  # before torch is imported: a mistyped path is answered at once
+    problem = early_problem(model, device, dtype)  # before torch: a misspelt flag or path is answered at once
     if problem:
         return fail(problem)
     if on_bad_line not in ON_BAD_LINE:
