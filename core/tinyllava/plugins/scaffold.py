@@ -577,7 +577,7 @@ def test_accuracy(tmp_path) -> None:
     result = bench.score(items, {"0": "Red.", "1": "green", "2": "it is red"}, tmp_path)
     assert round(result.metrics["accuracy"], 2) == 66.67
 ''',
-    spec='''# tinyllava eval runs/my-run/latest --benchmark $name --data path/to/$name''',
+    spec='''tinyllava eval --model runs/my-run/latest --benchmark $name --data path/to/$name''',
 )
 
 KIND_TEMPLATES: dict[str, KindTemplate] = {
@@ -642,15 +642,14 @@ tinyllava components --kind $kind
 |---|---|---|
 $table
 
-## Use it in a run spec
+## Use it
 
-```yaml
-$spec
-```
+$use
 
 ## Test
 
 ```bash
+pip install -e .        # first: the tests find the component through its entry point
 python -m pytest tests
 ```
 
@@ -691,6 +690,8 @@ def scaffold(kind: str, name: str, directory: Path) -> Path:
     }
     values["table"] = "\n".join(f"| `{o}` | `{d}` | {m} |" for o, d, m in tmpl.options)
     values["spec"] = Template(tmpl.spec).substitute(values)
+    values["use"] = (f"Evaluate a checkpoint with it:\n\n```bash\n{values['spec']}\n```" if kind == "benchmark"
+                     else f"In a run spec:\n\n```yaml\n{values['spec']}\n```")
     files = {
         "pyproject.toml": PYPROJECT,
         "README.md": README,
