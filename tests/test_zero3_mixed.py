@@ -75,7 +75,9 @@ def test_two_processes_match_one_on_mixed_data(trained):
     assert "global batch 2 = 1 per process × 1 accumulation step(s) × 2 process(es)" in out
     one, two = stage_folder(root, "one"), stage_folder(root, "two")
     assert runs.losses(two) == pytest.approx(runs.losses(one), abs=1e-5)
-    assert runs.max_weight_difference(runs.weights(one / "final"), runs.weights(two / "final")) < 1e-5
+    # ZeRO-3's reduce-scatter sums in another order than one process, and Adam divides by the gradient's own
+    # scale, so weights drift by ~1e-5 (measured 2e-6 to 1.4e-5); the old per-process batch moved them ~5e-3
+    assert runs.max_weight_difference(runs.weights(one / "final"), runs.weights(two / "final")) < 1e-4
 
 
 def test_parameter_table_counts_partitioned_weights(trained):
