@@ -11,25 +11,13 @@ from pathlib import Path
 import yaml
 
 from tinyllava.testing import tiny_run_spec
+from tinyllava.testing.cli_probe import probe_cli
 from tinyllava.testing.timeouts import SUBPROCESS_TIMEOUT_S
 
 HEAVY = ("torch", "transformers", "peft", "deepspeed", "bitsandbytes")
-PROBE = (
-    "import atexit, json, sys\n"
-    "atexit.register(lambda: print('HEAVY=' + json.dumps(sorted(m for m in {heavy!r} if m in sys.modules))))\n"
-    "from tinyllava_cli.app import main\n"
-    "sys.argv = ['tinyllava'] + {args!r}\n"
-    "main()\n"
-)
-
-
 def run_cli_probe(args: list[str]) -> tuple[int, str, list[str]]:
-    code = PROBE.format(heavy=HEAVY, args=args)
-    env = {**os.environ, "COLUMNS": "250"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=SUBPROCESS_TIMEOUT_S, env=env)
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("HEAVY="))
-    return proc.returncode, proc.stdout, json.loads(line.removeprefix("HEAVY="))
+    proc, imported = probe_cli(args, HEAVY)
+    return proc.returncode, proc.stdout, imported
 
 
 def tinyllava(*args: str) -> subprocess.CompletedProcess:

@@ -11,30 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from tinyllava.testing.cli_probe import probe_cli
 from tinyllava.testing.timeouts import SUBPROCESS_TIMEOUT_S
 
 EXE = str(Path(sys.executable).parent / "tinyllava")
 ENV = {**os.environ, "COLUMNS": "250", "OMP_NUM_THREADS": "1"}
 HEAVY = ("torch", "transformers")
-PROBE = (
-    "import atexit, json, sys\n"
-    "atexit.register(lambda: print('HEAVY=' + json.dumps(sorted(m for m in {heavy!r} if m in sys.modules))))\n"
-    "from tinyllava_cli.app import main\n"
-    "sys.argv = ['tinyllava'] + {args!r}\n"
-    "main()\n"
-)
-
-
 def cli(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=ENV,
                           input=input)
 
 
 def probe(args: list[str], cwd: Path) -> tuple[int, str, list[str]]:
-    proc = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY, args=args)], capture_output=True,
-                          text=True, timeout=SUBPROCESS_TIMEOUT_S, env=ENV, cwd=cwd)
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("HEAVY="))
-    return proc.returncode, proc.stderr, json.loads(line.removeprefix("HEAVY="))
+    proc, imported = probe_cli(args, HEAVY, env=ENV, cwd=cwd)
+    return proc.returncode, proc.stderr, imported
 
 
 @pytest.fixture(scope="module")
