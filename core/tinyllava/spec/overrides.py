@@ -48,13 +48,18 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def _parent(raw: dict[str, Any], parts: list[str], *, create: bool) -> tuple[Any, str]:
+    """(the container that holds the path's last part, that part); `create` makes missing mappings on the way."""
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        node = _child(node, part, parts[: i + 1], create=create)
+    return node, parts[-1]
+
+
 def delete_path(raw: dict[str, Any], path: str) -> None:
     """Remove a key (or a list item); one that is not there is an error, so a typo does not pass silently."""
     parts = path.split(".")
-    node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        node = _child(node, part, parts[: i + 1], create=False)
-    last = parts[-1]
+    node, last = _parent(raw, parts, create=False)
     if isinstance(node, list):
         del node[_index(last, node, parts)]
     elif isinstance(node, dict):
@@ -69,10 +74,7 @@ def delete_path(raw: dict[str, Any], path: str) -> None:
 
 def set_path(raw: dict[str, Any], path: str, value: Any) -> None:
     parts = path.split(".")
-    node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        node = _child(node, part, parts[: i + 1], create=True)
-    last = parts[-1]
+    node, last = _parent(raw, parts, create=True)
     if isinstance(node, list):
         index = _index(last, node, parts)
         node[index] = value
