@@ -114,6 +114,24 @@ def test_runner_batches_equal_batch_one(pipe, images):
     assert generate_answers(pipe, items, 64) == one
 
 
+def test_runner_keeps_each_items_own_answer_limit(pipe, images):
+    """Items with different max_new_tokens in one benchmark: each answer stops at its own limit, whatever the
+    batch size (a batch sharing its largest limit would let the short-limit items run on)."""
+    from tinyllava.components.benchmark import EvalItem
+    from tinyllava.eval.runner import answer_batches, generate_answers
+
+    items = [EvalItem(f"q{i}", c[0]["value"].replace("<image>\n", ""), im, 1 + 5 * (i % 2))
+             for i, (c, im) in enumerate(zip(CONVS * 2, images * 2, strict=True))]
+    one = generate_answers(pipe, items, 1)
+    assert generate_answers(pipe, items, 64) == one
+    short = [one[it.item_id] for it in items if it.max_new_tokens == 1]
+    long_ = [one[it.item_id] for it in items if it.max_new_tokens == 6]
+    assert max(len(a) for a in long_) > max(len(a) for a in short)  # the limits really differ in the answers
+    batches = answer_batches(items, list(range(len(items))), 3)
+    assert all(len({items[i].max_new_tokens for i in b}) == 1 and len(b) <= 3 for b in batches)
+    assert sorted(i for b in batches for i in b) == list(range(len(items)))
+
+
 def test_sampling_is_seeded_and_top_p_near_zero_is_greedy(pipe, images):
     from tinyllava.inference.pipeline import GenerationSettings
 

@@ -31,14 +31,26 @@ def generate_answers(pipeline: Pipeline, items: list[EvalItem], batch_size: int,
     with Progress(TextColumn("[bold]answering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task("answering", total=len(order))
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            settings = GenerationSettings(max_new_tokens=max(items[i].max_new_tokens for i in batch))
+        for batch in answer_batches(items, order, batch_size):
+            settings = GenerationSettings(max_new_tokens=items[batch[0]].max_new_tokens)
             texts = pipeline.answer_ids([rows[i] for i in batch], [items[i].image for i in batch], settings)
             for i, text in zip(batch, texts, strict=True):
                 answers[items[i].item_id] = text
             progress.update(task, advance=len(batch))
     return answers
+
+
+def answer_batches(items: list[EvalItem], order: list[int], batch_size: int) -> list[list[int]]:
+    """Consecutive runs of `order` of at most batch_size items sharing one answer limit (max_new_tokens): an item
+    never generates past its own limit because a neighbour in its batch allows more."""
+    batches: list[list[int]] = []
+    for i in order:
+        last = batches[-1] if batches else None
+        if last and len(last) < batch_size and items[last[0]].max_new_tokens == items[i].max_new_tokens:
+            last.append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def print_result(console: Console, name: str, result: BenchmarkResult) -> None:
