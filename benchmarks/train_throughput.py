@@ -348,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--data-dir (or $DATA_DIR): a folder with the workload's pretrain.json, finetune.json, "
                          "images/ and models/ (made by the bench generator)")
     args.data_dir = Path(args.data_dir).resolve()
+    args.stages = [s for s in STAGES if s in args.stages]  # pretrain first: its checkpoint starts the others
     if args.work is None:
         import tempfile
 

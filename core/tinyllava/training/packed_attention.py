@@ -35,6 +35,8 @@ def varlen_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     bounds = kwargs.pop("cu_seq_lens_q", None)
+    if bounds is None and attention_mask is None:
+        bounds, attention_mask = _from_positions(kwargs.get("position_ids"), query)
     if (bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]
             or kwargs.get("position_bias") is not None):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -64,6 +66,35 @@ def varlen_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     return torch.cat(outputs, dim=1), None
 
 
+def _from_positions(position_ids: Any, query: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(boundaries, mask) for rows that pack samples (position ids restarting) but came without either: one row's
+    boundaries, or the block-diagonal causal mask of several rows; (None, None) when no row packs samples."""
+    if not isinstance(position_ids, torch.Tensor) or position_ids.dim() != 2 or position_ids.shape[1] != query.shape[2]:
+        return None, None
+    position_ids = position_ids.expand(query.shape[0], -1)
+    starts = torch.diff(position_ids, prepend=position_ids[:, :1] - 1, dim=-1) != 1
+    starts[:, 0] = True
+    if int(starts.sum()) == starts.shape[0]:
+        return None, None  # one sample per row: plain causal attention
+    if position_ids.shape[0] == 1:
+        cuts = starts[0].nonzero().squeeze(1).tolist() + [position_ids.shape[1]]
+        return torch.tensor(cuts, dtype=torch.int32, device=query.device), None
+    sample = starts.cumsum(-1)
+    length = position_ids.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
+    return None, ((sample[:, :, None] == sample[:, None, :]) & causal)[:, None]
+
+
+def _mask_unless_packed(*args: Any, **kwargs: Any) -> torch.Tensor | None:
+    """SDPA's mask for padded rows; none for rows without padding (a packed row's samples are kept apart by
+    varlen_sdpa_attention itself)."""
+    from transformers.masking_utils import sdpa_mask
+
+    if kwargs.get("attention_mask") is None:
+        return None
+    return sdpa_mask(*args, **kwargs)
+
+
 def _attention_at(module: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, at: torch.Tensor,
                   dropout: float, scaling: float | None, kwargs: dict[str, Any]) -> torch.Tensor:
     """One sample's causal attention output (1, L, H, D) computed for the queries at positions `at` only (zeros
@@ -83,10 +114,10 @@ def _attention_at(module: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: 
 
 def _register() -> None:
     from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
     AttentionInterface.register(NAME, varlen_sdpa_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, _mask_unless_packed)
 
 
 def can_switch(language_model: Any) -> bool:

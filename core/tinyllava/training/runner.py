@@ -460,6 +460,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     from tinyllava.data.image_index import ImageIndex
     from tinyllava.data.records import load_records
     from tinyllava.training.distributed import deepspeed_config, reset_accelerate_state, zero_stage
+    from tinyllava.training.freed_memory import keep_freed_memory
+    from tinyllava.training.fused_ops import fused_training_ops
     from tinyllava.training.global_batch import plan_batch
     from tinyllava.training.packed_attention import varlen_attention
     from tinyllava.training.parameters import prune_groups
@@ -606,7 +608,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
         console.print(f"stage {stage.name}: resuming from {resume_from}")
     elif resume:
         console.print(f"stage {stage.name}: no checkpoint of this stage was saved yet; it starts at step 0")
-    with tower_guard, varlen_attention(model.language_model) if attention == "varlen" else contextlib.nullcontext():
+    with (tower_guard, varlen_attention(model.language_model) if attention == "varlen" else contextlib.nullcontext(),
+          fused_training_ops(model.language_model), keep_freed_memory()):  # see training.fused_ops, .freed_memory
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     # ZeRO-3 holds a slice of each weight per rank: gather them (a collective, so on every rank)
     state_dict = trainer.accelerator.get_state_dict(trainer.deepspeed) if trainer.is_deepspeed_enabled else None
