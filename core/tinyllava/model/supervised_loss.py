@@ -152,12 +152,22 @@ def _last_layer_parts(language_model: nn.Module) -> tuple[list[nn.Module], nn.Mo
 QUERY_ROWS = "_tinyllava_query_rows"
 
 
+def _query_projection(attention: nn.Module | None) -> nn.Module | None:
+    query = getattr(attention, "q_proj", None)
+    return query if isinstance(query, nn.Module) else None
+
+
 @contextmanager
 def rows_only_at(modules: list[nn.Module], mask: torch.Tensor, attention: nn.Module | None = None) -> Iterator[None]:
     """While active, each of `modules` (position-wise) runs on the rows at `mask` of its (B, T, D) input only; its
     output is put back at those rows of a (B, T, D') tensor of zeros. A call with any other input is left alone.
-    `attention`, if given, carries `mask` as QUERY_ROWS meanwhile."""
+    `attention`, if given, carries `mask` as QUERY_ROWS meanwhile, and its query projection (`q_proj`) runs at
+    those rows only too: queries elsewhere only give attention outputs that nothing reads (its output projection
+    is among `modules`), so zeros there change neither the loss nor any gradient."""
     index = mask.nonzero(as_tuple=True)
+    query = _query_projection(attention)
+    if query is not None and all(query is not m for m in modules):
+        modules = [*modules, query]
     picked: dict[int, bool] = {}
 
     def pick(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
