@@ -281,6 +281,10 @@ def run_training(spec: RunSpec, *, resume: bool = False, console: Console | None
     console = console or Console()
     registry = registry or get_registry()
     set_threads(spec, console if os.environ.get("RANK", "0") == "0" else None)
+    if any(stage.bf16 for stage in spec.stages):  # before the first bf16 op: see training.onednn_caches
+        from tinyllava.training.onednn_caches import bound_onednn_caches
+
+        bound_onednn_caches()
     check_stages(spec, registry)
     procs = Processes.from_env()
     procs.start(need_group=any(s.deepspeed for s in spec.stages))
