@@ -255,7 +255,7 @@ def test_train_without_a_spec_runs_the_quickstart(tmp_path):
     assert f"checkpoint: {ckpt}" in proc.stdout
     assert (tmp_path / "quickstart" / "latest").resolve() == ckpt.resolve()
     manifest = json.loads((ckpt / "tinyllava.json").read_text())
-    assert manifest["spec"]["name"] == "quickstart" and manifest["image_seq_len"] == 16
+    assert manifest["spec"]["name"] == "quickstart" and manifest["image_seq_len"] == 4  # 64 px, 32 px patches
 
 
 def test_too_short_max_length_is_a_clear_error(tmp_path):
