@@ -81,3 +81,19 @@ def test_the_same_seed_gives_the_same_loss_curve(tmp_path):
         curves.append(losses(train(tmp_path / name, raw) / "stage0-instruct"))
     assert len(curves[0]) == 8 and len(set(curves[0])) > 1  # a real curve, not a constant
     assert curves[0] == curves[1]  # bit for bit
+
+
+def test_shapes_benchmark_checks_against_the_quickstarts_own_training_sets():
+    """The benchmark's default training sets regenerate exactly the quickstart's scenes: any option that changes
+    the draw (sizes, rounds, question weights, which pick the questions and so the scenes after them) must match,
+    or "0 of N benchmark scenes were seen in training" would be checked against scenes nobody trained on."""
+    from tinyllava_plugin_shapes.benchmark import QUICKSTART_TRAINING_SETS
+    from tinyllava_plugin_shapes.dataset import ShapesDatasetOptions
+
+    root = Path(__file__).resolve().parent.parent
+    for spec_file in (root / "configs" / "quickstart.yaml", root / "tinyllava_cli" / "quickstart.yaml"):
+        spec = yaml.safe_load(spec_file.read_text())
+        trained = [{k: v for k, v in stage["data"]["dataset"].items() if k != "name"} for stage in spec["stages"]]
+        as_trained = [ShapesDatasetOptions.model_validate(o).model_dump() for o in trained]
+        as_checked = [ShapesDatasetOptions.model_validate(o).model_dump() for o in QUICKSTART_TRAINING_SETS]
+        assert as_checked == as_trained, spec_file

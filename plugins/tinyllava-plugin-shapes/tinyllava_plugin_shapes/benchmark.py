@@ -32,7 +32,8 @@ from tinyllava_plugin_shapes.scenes import (
 
 QUICKSTART_TRAINING_SETS: list[dict[str, Any]] = [
     {"split": "captions", "num_images": 24000},
-    {"split": "instruct", "num_images": 8000, "min_rounds": 8, "max_rounds": 8},
+    {"split": "instruct", "num_images": 16000, "min_rounds": 8, "max_rounds": 8,
+     "question_weights": {"colour": 2.0, "shape": 1.5, "count": 0.5, "position": 2.0, "yes/no": 2.0}},
 ]
 
 
