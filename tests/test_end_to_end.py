@@ -190,6 +190,12 @@ def _weights(ckpt: Path) -> dict:
     return load_file(ckpt / "model.safetensors")
 
 
+def _saved_from(ckpts: Path, step: int) -> list[Path]:
+    """The complete Trainer checkpoints at `step` or later."""
+    return [c for c in ckpts.glob("checkpoint-*") if c.name[11:].isdigit() and int(c.name[11:]) >= step
+            and (c / "trainer_state.json").is_file()]
+
+
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     raw = tiny_run_spec(tmp_path / "runs", steps=12, save_steps=3, num_images=24)
     raw["stages"] = raw["stages"][1:]
@@ -202,11 +208,13 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     proc = subprocess.Popen([EXE, "train", str(spec), "--set", "name=killed"], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + SUBPROCESS_TIMEOUT_S
-    while time.time() < deadline and not (ckpts / "checkpoint-6" / "trainer_state.json").is_file():
-        time.sleep(0.05)
+    # checkpoint-6 or a later one (save_total_limit 2 deletes older ones, on a fast machine within milliseconds);
+    # a run that ends first fails below instead of leaving this loop waiting for a name that is gone
+    while time.time() < deadline and proc.poll() is None and not _saved_from(ckpts, 6):
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert (ckpts / "checkpoint-6").is_dir(), "the run never reached step 6"
+    assert _saved_from(ckpts, 6), "the run never reached step 6"
     assert not (ckpts.parent / "final").exists(), "the run finished before it could be killed"
     refused = cli("train", str(spec), "--set", "name=killed")
     assert refused.returncode == 2 and "--resume" in refused.stderr
