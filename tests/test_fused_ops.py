@@ -120,27 +120,29 @@ def test_a_module_that_does_something_else_keeps_its_own_forward():
         assert "forward" not in vars(model.model.norm) and "forward" not in vars(model.model.layers[0].mlp)
 
 
-def _faults_of_big_temporaries() -> int:
-    """Minor page faults while 64 MiB temporaries (above glibc's largest automatic mmap threshold) come and go."""
+def _fewest_faults_of_big_temporaries(rounds: int = 6) -> int:
+    """The fewest minor page faults of one round in which 64 MiB temporaries (above glibc's largest automatic mmap
+    threshold) come and go. The fewest, not the sum: the first rounds may grow or rearrange a heap that earlier
+    tests of this process left fragmented, but once freed blocks are kept a round needs no fresh page at all."""
     a = torch.ones(16 << 20)
-    before = 0
-    for step in range(4):  # the first round faults in any case: the heap has to grow
-        if step == 1:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    faults = []
+    for _ in range(rounds):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         b = a * 2
         c = b + a
         del b, c
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return min(faults)
 
 
 def test_freed_memory_is_reused_inside_the_block_only():
     with freed_memory.keep_freed_memory() as applied:
         assert applied  # glibc on Linux
-        inside = _faults_of_big_temporaries()
-    outside = _faults_of_big_temporaries()
+        inside = _fewest_faults_of_big_temporaries()
+    outside = _fewest_faults_of_big_temporaries()
     pages = (64 << 20) // resource.getpagesize()
     assert inside < pages // 4, inside  # reused: no fresh pages
-    assert outside > 2 * pages, outside  # each temporary a fresh mmap, faulted in page by page
+    assert outside > pages // 2, outside  # glibc's defaults again: fresh pages every round (one temporary or both)
 
 
 def test_the_runner_trains_with_fused_ops_and_freed_memory_kept(tmp_path, monkeypatch):
