@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tinyllava.testing import tiny_run_spec
+from tinyllava.testing.runs import saved_step
 from tinyllava.testing.timeouts import SUBPROCESS_TIMEOUT_S
 
 EXE = str(Path(sys.executable).parent / "tinyllava")
@@ -190,12 +191,6 @@ def _weights(ckpt: Path) -> dict:
     return load_file(ckpt / "model.safetensors")
 
 
-def _saved_from(ckpts: Path, step: int) -> list[Path]:
-    """The complete Trainer checkpoints at `step` or later."""
-    return [c for c in ckpts.glob("checkpoint-*") if c.name[11:].isdigit() and int(c.name[11:]) >= step
-            and (c / "trainer_state.json").is_file()]
-
-
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     raw = tiny_run_spec(tmp_path / "runs", steps=12, save_steps=3, num_images=24)
     raw["stages"] = raw["stages"][1:]
@@ -208,13 +203,12 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     proc = subprocess.Popen([EXE, "train", str(spec), "--set", "name=killed"], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + SUBPROCESS_TIMEOUT_S
-    # checkpoint-6 or a later one (save_total_limit 2 deletes older ones, on a fast machine within milliseconds);
-    # a run that ends first fails below instead of leaving this loop waiting for a name that is gone
-    while time.time() < deadline and proc.poll() is None and not _saved_from(ckpts, 6):
+    # checkpoint-6 or a later one; a run that ends first fails below instead of leaving this loop waiting
+    while time.time() < deadline and proc.poll() is None and saved_step(ckpts) < 6:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert _saved_from(ckpts, 6), "the run never reached step 6"
+    assert saved_step(ckpts) >= 6, "the run never reached step 6"
     assert not (ckpts.parent / "final").exists(), "the run finished before it could be killed"
     refused = cli("train", str(spec), "--set", "name=killed")
     assert refused.returncode == 2 and "--resume" in refused.stderr

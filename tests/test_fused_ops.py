@@ -144,7 +144,7 @@ def test_freed_memory_is_reused_inside_the_block_only():
     # left fragmented), a round needs no fresh page; leaving the block trims the kept memory, so the first round
     # after it faults its temporaries in again
     assert min(inside) < pages // 4, inside
-    assert outside[0] > pages // 2, outside
+    assert outside[0] > pages, outside  # both temporaries fresh again
 
 
 def test_the_runner_trains_with_fused_ops_and_freed_memory_kept(tmp_path, monkeypatch):

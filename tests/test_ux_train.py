@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from tinyllava.testing import tiny_run_spec
+from tinyllava.testing.runs import saved_step
 from tinyllava.testing.timeouts import SUBPROCESS_TIMEOUT_S
 
 EXE = str(Path(sys.executable).parent / "tinyllava")
@@ -74,11 +75,8 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_overwrite_replaces_the_run(tmp_
     proc = subprocess.Popen([EXE, "train", str(spec), "--set", "seed=3"], env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    # any checkpoint from the second on: with save_total_limit 2 a fast machine deletes checkpoint-2 within
-    # milliseconds, so waiting for that one name could miss it and wait out the whole run
-    deadline = time.time() + SUBPROCESS_TIMEOUT_S
-    while time.time() < deadline and proc.poll() is None and not [
-            c for c in ckpts.glob("checkpoint-*") if c.name[11:].isdigit() and int(c.name[11:]) >= 2]:
+    deadline = time.time() + SUBPROCESS_TIMEOUT_S  # any checkpoint from the second on
+    while time.time() < deadline and proc.poll() is None and saved_step(ckpts) < 2:
         time.sleep(0.02)
     assert proc.poll() is None, f"the run ended before it could be interrupted:\n{proc.communicate()[1][-2000:]}"
     proc.send_signal(signal.SIGINT)

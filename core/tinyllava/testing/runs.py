@@ -29,6 +29,15 @@ def failure(proc: subprocess.CompletedProcess) -> str:
     return "\n".join(errors[:20]) + "\n---\n" + proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
+def saved_step(checkpoints: Path) -> int:
+    """The step of the newest complete Trainer checkpoint in `checkpoints` (0: none yet). Wait on this, not on one
+    checkpoint's name: with save_total_limit a fast run deletes older checkpoints within milliseconds."""
+    from tinyllava.training.runner import last_trainer_checkpoint
+
+    last = last_trainer_checkpoint(checkpoints)
+    return int(last.name.split("-")[-1]) if last is not None else 0
+
+
 def weights(ckpt: Path) -> dict[str, Any]:
     """Every tensor a checkpoint holds: base weights and adapters, keyed `base/NAME` and `COMPONENT/NAME`."""
     from safetensors.torch import load_file
