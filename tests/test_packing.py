@@ -71,15 +71,23 @@ def sample_spans(batch: dict) -> list[tuple[int, int, int]]:
     return spans
 
 
-@pytest.mark.parametrize(("mode", "attention"), [("train", "dense"), ("eval", "dense"), ("train", "varlen")])
-def test_packed_batch_matches_unpacked_loss_per_sample_loss_and_gradients(assembled, mode, attention):
+@pytest.mark.parametrize(("mode", "attention", "multiple"),
+                         [("train", "dense", 1), ("eval", "dense", 1), ("train", "varlen", 1), ("train", "varlen", 64),
+                          ("train", "dense", 64)])
+def test_packed_batch_matches_unpacked_loss_per_sample_loss_and_gradients(assembled, mode, attention, multiple):
+    """`multiple`: rows, and the rows handed to the head and the last layer, padded to a multiple of it (as for
+    oneDNN's per-shape kernels, see training.matmul_precision): the padding changes nothing."""
     model, tok = assembled.model, assembled.tokenizer
     context = varlen_attention(model.language_model) if attention == "varlen" else contextlib.nullcontext()
-    with context:
-        _check_packed_equals_unpacked(model, tok, mode, attention)
+    model.supervised_row_multiple = multiple
+    try:
+        with context:
+            _check_packed_equals_unpacked(model, tok, mode, attention, multiple)
+    finally:
+        del model.supervised_row_multiple
 
 
-def _check_packed_equals_unpacked(model, tok, mode, attention):
+def _check_packed_equals_unpacked(model, tok, mode, attention, multiple):
     model.train(mode == "train")
     for p in model.vision_tower.parameters():
         p.requires_grad_(False)  # as in a stage with a frozen tower
@@ -87,8 +95,9 @@ def _check_packed_equals_unpacked(model, tok, mode, attention):
     seq_len = model.config.image_seq_len
     padded = Collator(tok.pad_token_id, image_seq_len=seq_len)(items)
     packing = {"varlen": True} if attention == "varlen" else {"pack_length": 250}
-    packed = Collator(tok.pad_token_id, image_seq_len=seq_len, pack=True, **packing)(items)
+    packed = Collator(tok.pad_token_id, image_seq_len=seq_len, pack=True, width_multiple=multiple, **packing)(items)
     assert packed["input_ids"].shape[0] == (1 if attention == "varlen" else 3)  # several samples share a row
+    assert packed["input_ids"].shape[1] % multiple == 0
     calls, picked = _Calls.varlen, _Calls.picked
     assert "attention_mask" not in packed
     assert (packed["input_ids"] == IMAGE_TOKEN_INDEX).sum() == (padded["input_ids"] == IMAGE_TOKEN_INDEX).sum()

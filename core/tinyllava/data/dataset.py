@@ -149,8 +149,10 @@ class Collator:
     """
 
     def __init__(self, pad_token_id: int, padding_side: str = "right", *, image_seq_len: int | None = None,
-                 pack: bool = False, pack_length: int | None = None, varlen: bool = False) -> None:
+                 pack: bool = False, pack_length: int | None = None, varlen: bool = False,
+                 width_multiple: int = 1) -> None:
         self.pad_token_id = pad_token_id
+        self.width_multiple = width_multiple  # rows padded to a multiple of this (see supervised_loss.padded_rows)
         self.padding_side = padding_side
         self.image_seq_len = image_seq_len
         self.pack = pack
@@ -178,7 +180,7 @@ class Collator:
         return out
 
     def _padded(self, seqs: list[tuple[torch.Tensor, torch.Tensor | None]]) -> dict[str, Any]:
-        longest = max(len(ids) for ids, _ in seqs)
+        longest = self._rounded(max(len(ids) for ids, _ in seqs))
         ids_out = torch.full((len(seqs), longest), self.pad_token_id, dtype=torch.long)
         labels_out = torch.full((len(seqs), longest), IGNORE_INDEX, dtype=torch.long)
         mask = torch.zeros((len(seqs), longest), dtype=torch.long)
@@ -196,7 +198,7 @@ class Collator:
 
         lengths = [len(ids) for ids, _ in seqs]
         rows = plan_rows(lengths, row_capacity(lengths, self.pack_length, self.varlen))
-        width = max(sum(lengths[i] for i in row) for row in rows)
+        width = self._rounded(max(sum(lengths[i] for i in row) for row in rows))
         ids_out = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         labels_out = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
         positions = torch.zeros((len(rows), width), dtype=torch.long)
@@ -221,6 +223,9 @@ class Collator:
             longest = max(lengths)
             out.update(cu_seq_lens_q=bounds, cu_seq_lens_k=bounds, max_length_q=longest, max_length_k=longest)
         return out, order
+
+    def _rounded(self, width: int) -> int:
+        return width + (-width % self.width_multiple)
 
     @staticmethod
     def _images(items: list[dict[str, Any]]) -> dict[str, Any]:

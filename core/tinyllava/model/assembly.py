@@ -36,6 +36,8 @@ class TinyLlavaForConditionalGeneration(PreTrainedModel):
     supervised_head_only: bool = True
     # with it, the last decoder layer's feed-forward block and attention output run at those positions only
     supervised_last_layer_only: bool = True
+    # the picked positions' rows padded to a multiple of this (see supervised_loss.padded_rows)
+    supervised_row_multiple: int = 1
 
     def __init__(
         self,
@@ -152,7 +154,8 @@ class TinyLlavaForConditionalGeneration(PreTrainedModel):
         rows, attention = [], None
         if self.supervised_last_layer_only:
             rows, attention = last_layer_row_modules(self.language_model), last_layer_attention(self.language_model)
-        with head_only_at(head, mask) as state, rows_only_at(rows, mask, attention):
+        multiple = self.supervised_row_multiple
+        with head_only_at(head, mask, multiple) as state, rows_only_at(rows, mask, attention, multiple):
             out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                       position_ids=position_ids, **kwargs)
         loss = supervised_loss(out.logits, mask, targets, picked=state.picked, num_items_in_batch=num_items)

@@ -36,8 +36,15 @@ class HeadPicks:
     picked = False
 
 
+def padded_rows(rows: torch.Tensor, multiple: int) -> torch.Tensor:
+    """(n, D) rows followed by zero rows up to a multiple of `multiple`: a matrix-multiply library that builds a
+    kernel per shape (oneDNN) then sees a few shapes again and again instead of a new one every step."""
+    extra = -rows.shape[0] % multiple
+    return rows if extra == 0 else torch.cat([rows, rows.new_zeros((extra, *rows.shape[1:]))])
+
+
 @contextmanager
-def head_only_at(head: nn.Module, mask: torch.Tensor) -> Iterator[HeadPicks]:
+def head_only_at(head: nn.Module, mask: torch.Tensor, row_multiple: int = 1) -> Iterator[HeadPicks]:
     """While active, `head` receives the hidden states at `mask` (as one (1, n, D) row) instead of all of them.
 
     A call whose input is not the (B, T, D) hidden states of this batch is left alone; the caller then
@@ -50,7 +57,7 @@ def head_only_at(head: nn.Module, mask: torch.Tensor) -> Iterator[HeadPicks]:
         if state.picked or not isinstance(hidden, torch.Tensor) or hidden.dim() != 3 or hidden.shape[:2] != mask.shape:
             return None
         state.picked = True
-        picked = hidden[mask].unsqueeze(0)
+        picked = padded_rows(hidden[mask], row_multiple).unsqueeze(0)
         if args:
             return (picked, *args[1:]), kwargs
         return args, {**kwargs, "input": picked}
@@ -67,7 +74,8 @@ def supervised_loss(logits: torch.Tensor, mask: torch.Tensor, targets: torch.Ten
     """Cross-entropy over the supervised positions, from picked (1, n, V) or full (B, T, V) logits."""
     if not picked:
         logits = logits[mask]
-    logits = logits.reshape(-1, logits.shape[-1]).float()  # upcast as transformers' causal-LM loss does
+    # padded_rows' zero rows cut off; upcast as transformers' causal-LM loss does
+    logits = logits.reshape(-1, logits.shape[-1])[:targets.numel()].float()
     if logits.shape[0] != targets.numel():
         raise RuntimeError(f"the LM head gave {logits.shape[0]} rows of logits for {targets.numel()} trained tokens")
     if num_items_in_batch is None:
@@ -158,7 +166,8 @@ def _query_projection(attention: nn.Module | None) -> nn.Module | None:
 
 
 @contextmanager
-def rows_only_at(modules: list[nn.Module], mask: torch.Tensor, attention: nn.Module | None = None) -> Iterator[None]:
+def rows_only_at(modules: list[nn.Module], mask: torch.Tensor, attention: nn.Module | None = None,
+                 row_multiple: int = 1) -> Iterator[None]:
     """While active, each of `modules` (position-wise) runs on the rows at `mask` of its (B, T, D) input only; its
     output is put back at those rows of a (B, T, D') tensor of zeros. A call with any other input is left alone.
     `attention`, if given, carries `mask` as QUERY_ROWS meanwhile, and its query projection (`q_proj`) runs at
@@ -176,7 +185,7 @@ def rows_only_at(modules: list[nn.Module], mask: torch.Tensor, attention: nn.Mod
             picked[id(module)] = False
             return None
         picked[id(module)] = True
-        rows = hidden[index].unsqueeze(0)
+        rows = padded_rows(hidden[index], row_multiple).unsqueeze(0)
         if args:
             return (rows, *args[1:]), kwargs
         key = "input" if "input" in kwargs else "hidden_states"
@@ -188,7 +197,7 @@ def rows_only_at(modules: list[nn.Module], mask: torch.Tensor, attention: nn.Mod
         if not isinstance(output, torch.Tensor):
             raise RuntimeError(f"{type(module).__name__} gave a {type(output).__name__}, not a tensor, for picked rows")
         full = output.new_zeros((*mask.shape, output.shape[-1]))
-        return full.index_put(index, output[0])
+        return full.index_put(index, output[0, :index[0].shape[0]])
 
     handles = []
     try:

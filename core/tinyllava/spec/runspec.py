@@ -251,6 +251,11 @@ class StageSpec(StrictModel):
     save_total_limit: int | None = 2
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward (less memory)")
     bf16: bool = Field(False, description="bfloat16 mixed precision (autocast; master weights stay float32)")
+    matmul_precision: Literal["auto", "highest", "high", "medium"] = Field(
+        "auto",
+        description="float32 matrix multiplies: highest (exact), high (TF32 on CUDA), medium (bfloat16 inputs, "
+        "float32 sums, on CUDA and on CPUs with AMX/AVX512-BF16: the CPU's TF32); auto: high on CUDA, else highest",
+    )
     save_format: Literal["auto", "full", "adapters"] = Field(
         "auto",
         description="full: one model.safetensors (adapters merged in); adapters: base weights plus PEFT adapters "

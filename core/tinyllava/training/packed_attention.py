@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from tinyllava.model.supervised_loss import QUERY_ROWS
+from tinyllava.training.matmul_precision import at_highest
 
 NAME = "tinyllava_varlen_sdpa"
 
@@ -39,8 +40,10 @@ def varlen_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
         bounds, attention_mask = _from_positions(kwargs.get("position_ids"), query)
     if (bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]
             or kwargs.get("position_bias") is not None):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
+        out = at_highest(lambda q, k, v: sdpa_attention_forward(module, q, k, v, attention_mask, dropout=dropout,
+                                                                scaling=scaling, is_causal=is_causal, **kwargs)[0],
+                         query, key, value)
+        return out, None
     for name in ("cu_seq_lens_k", "max_length_q", "max_length_k"):
         kwargs.pop(name, None)
     cuts = bounds.tolist()
@@ -53,17 +56,22 @@ def varlen_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     if rows is not None and tuple(rows.shape) != (1, total):
         rows = None
     picks = rows[0].split(sizes) if rows is not None else [None] * len(sizes)
-    outputs = []
-    for q, k, v, pick in zip(query.split(sizes, dim=2), key.split(sizes, dim=2), value.split(sizes, dim=2), picks,
-                             strict=True):
-        if pick is None:
-            out, _ = sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True,
-                                            **kwargs)
-        else:
-            out = _attention_at(module, q, k, v, pick.nonzero().squeeze(1), dropout, scaling, kwargs)
-        outputs.append(out)
+
+    def per_sample(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        outputs = []
+        for q, k, v, pick in zip(query.split(sizes, dim=2), key.split(sizes, dim=2), value.split(sizes, dim=2),
+                                 picks, strict=True):
+            if pick is None:
+                out, _ = sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling,
+                                                is_causal=True, **kwargs)
+            else:
+                out = _attention_at(module, q, k, v, pick.nonzero().squeeze(1), dropout, scaling, kwargs)
+            outputs.append(out)
+        return torch.cat(outputs, dim=1)
+
+    result = at_highest(per_sample, query, key, value)  # see training.matmul_precision
     _Calls.varlen += 1
-    return torch.cat(outputs, dim=1), None
+    return result, None
 
 
 def _from_positions(position_ids: Any, query: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -467,6 +467,7 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     from tinyllava.training.freed_memory import keep_freed_memory
     from tinyllava.training.fused_ops import fused_training_ops
     from tinyllava.training.global_batch import plan_batch
+    from tinyllava.training.matmul_precision import matmul_precision, shape_multiple
     from tinyllava.training.packed_attention import varlen_attention
     from tinyllava.training.parameters import prune_groups
     from tinyllava.training.progress import HistoryCallback, progress_callback
@@ -510,8 +511,10 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
         )
     partitioned = is_partitioned(model)  # built under ZeRO-3's sharded init: no forward pass before the engine
     attention = ("dense" if partitioned else packed_attention_mode(model)) if stage.packing else "padded"
+    multiple = shape_multiple(stage.matmul_precision, stage.bf16, torch.cuda.is_available())
     collator = Collator(tokenizer.pad_token_id, image_seq_len=model.config.image_seq_len, pack=stage.packing,
-                        pack_length=stage.pack_length, varlen=attention in ("flash", "varlen"))
+                        pack_length=stage.pack_length, varlen=attention in ("flash", "varlen"), width_multiple=multiple)
+    model.supervised_row_multiple = multiple
     recipe = _recipe(spec, stage, registry)
     model.train()
     param_groups = recipe.prepare(model, stage)
@@ -613,7 +616,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     elif resume:
         console.print(f"stage {stage.name}: no checkpoint of this stage was saved yet; it starts at step 0")
     with (tower_guard, varlen_attention(model.language_model) if attention == "varlen" else contextlib.nullcontext(),
-          fused_training_ops(model.language_model), keep_freed_memory()):  # see training.fused_ops, .freed_memory
+          fused_training_ops(model.language_model), keep_freed_memory(),  # see training.fused_ops, .freed_memory
+          matmul_precision(stage.matmul_precision, use_cuda)):
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     # ZeRO-3 holds a slice of each weight per rank: gather them (a collective, so on every rank)
     state_dict = trainer.accelerator.get_state_dict(trainer.deepspeed) if trainer.is_deepspeed_enabled else None

@@ -1,0 +1,115 @@
+"""The float32 matrix-multiply precision a stage trains with: torch's own setting, chosen per stage.
+
+`highest` multiplies float32 exactly. `high` lets CUDA use TF32 tensor cores (10-bit mantissa inputs, float32
+accumulation). `medium` lets both CUDA and a CPU with bf16 matrix units (Intel AMX, AVX512-BF16) round the inputs
+to bfloat16 and accumulate in float32: on the reference workload's 2-core AMX Xeon a float32 linear layer's
+forward and backward run 2.4x faster (measured with torch.set_float32_matmul_precision). Weights, activations and
+every elementwise op stay float32, so this is the CPU's TF32, not mixed precision. `auto` is `high` on CUDA
+(what TinyLLaVA Factory's `--tf32 True` does) and `highest` on the CPU, whose only faster mode rounds to bfloat16.
+
+On the CPU such products run through oneDNN, which builds a kernel for every new problem shape (about 2 ms each
+at these sizes, more than the product itself); `shape_multiple` says how far to round a batch's row lengths so
+that the shapes come back step after step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+PRECISIONS = ("auto", "highest", "high", "medium")
+SHAPE_MULTIPLE = 64  # rows rounded up to this many positions when oneDNN builds a kernel per shape
+
+
+def resolve(precision: str, use_cuda: bool) -> str:
+    """`auto` made concrete for the device; any other value as it is."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown matmul_precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "high" if use_cuda else "highest"
+    return precision
+
+
+def shape_multiple(precision: str, bf16: bool, use_cuda: bool) -> int:
+    """How far to round row lengths: SHAPE_MULTIPLE where the CPU multiplies through oneDNN (bf16 autocast, or
+    float32 at `medium`), else 1 (MKL and cuBLAS need no kernel per shape)."""
+    if use_cuda:
+        return 1
+    return SHAPE_MULTIPLE if bf16 or resolve(precision, use_cuda) == "medium" else 1
+
+
+@contextmanager
+def matmul_precision(precision: str, use_cuda: bool) -> Iterator[str]:
+    """Inside the block, float32 matrix multiplies run at `precision` (resolved for the device); restored after."""
+    import torch
+
+    chosen = resolve(precision, use_cuda)
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(chosen)
+    try:
+        yield chosen
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+@contextmanager
+def _highest() -> Iterator[None]:
+    import torch
+
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def _at_highest_function() -> type:
+    import torch
+
+    class AtHighest(torch.autograd.Function):
+        """fn(*inputs) with its forward and backward both at `highest`: the inner graph is built inside forward and
+        differentiated inside backward, where the outer precision would otherwise apply."""
+
+        @staticmethod
+        def forward(ctx: Any, fn: Callable[..., Any], *inputs: Any) -> Any:
+            detached = [x.detach().requires_grad_(x.requires_grad) for x in inputs]
+            with torch.enable_grad(), _highest():
+                out = fn(*detached)
+            ctx.graph = (detached, out)
+            return out.detach()
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> tuple[Any, ...]:
+            detached, out = ctx.graph
+            del ctx.graph
+            wanted = [x for x in detached if x.requires_grad]
+            if not out.requires_grad:  # fn's output did not depend on its inputs (e.g. all zeros)
+                return (None,) * (len(detached) + 1)
+            with _highest():
+                found = iter(torch.autograd.grad(out, wanted, grad))
+            return (None, *[next(found) if x.requires_grad else None for x in detached])
+
+    return AtHighest
+
+
+_AT_HIGHEST: list[type] = []
+
+
+def at_highest(fn: Callable[..., Any], *inputs: Any) -> Any:
+    """fn(*inputs) -> one tensor, forward and backward at `highest` precision whatever the block around it says.
+
+    On the CPU, attention at `medium` is 2-3x slower than at `highest` (its small per-head products pay oneDNN's
+    bf16 conversions and a new kernel for every sequence length), so the attention of a `medium` stage runs
+    exactly; everything else keeps the faster products."""
+    import torch
+
+    if torch.get_float32_matmul_precision() == "highest":
+        return fn(*inputs)
+    if not torch.is_grad_enabled() or not any(isinstance(x, torch.Tensor) and x.requires_grad for x in inputs):
+        with _highest():
+            return fn(*inputs)
+    if not _AT_HIGHEST:
+        _AT_HIGHEST.append(_at_highest_function())
+    return _AT_HIGHEST[0].apply(fn, *inputs)
