@@ -29,6 +29,12 @@ def preprocess_image(image: Any, processor: Any, mode: str) -> Any:
         image = expand_to_square(image, tuple(int(m * 255) for m in mean))
     elif mode != "square":
         raise ValueError(f"unknown image_preprocess {mode!r}; use 'square' or 'pad'")
+    from tinyllava.data.fast_pixels import fast_pixels
+
+    fast = fast_pixels(processor)
+    pixels = fast(image) if fast is not None else None  # the same pixels, a third of the time (see fast_pixels)
+    if pixels is not None:
+        return pixels
     return processor(images=image, return_tensors="pt")["pixel_values"][0]
 
 
