@@ -193,6 +193,27 @@ def test_image_files_are_preprocessed_once(pipe, tmp_path, monkeypatch):
     assert len(calls) == 2 and not (second[0] == first[0]).all()
 
 
+def test_uncached_images_are_preprocessed_on_a_thread_pool_in_order(pipe, tmp_path, monkeypatch):
+    import threading
+
+    import torch
+    from PIL import Image
+
+    paths = []
+    for n in range(5):
+        paths.append(tmp_path / f"{n}.png")
+        Image.new("RGB", (32, 32), (40 * n, 10, 200 - 30 * n)).save(paths[-1])
+    threads = set()
+    original = pipe.pixel_values
+    monkeypatch.setattr(pipe, "pixel_values", lambda image: threads.add(threading.current_thread().name)
+                        or original(image))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    batch = pipe.batch_pixel_values([*paths, paths[1], Image.open(paths[3])])
+    assert all(name.startswith("tinyllava-images") for name in threads) and threads
+    for row, image in zip(batch, [*paths, paths[1], paths[3]], strict=True):
+        assert torch.equal(row, original(image).to(row.dtype))
+
+
 def test_shared_prompt_start_runs_once_and_changes_nothing(pipe, images):
     """The system prompt every row starts with is run once (batch 1) and its keys/values reused by every row and
     every later call; the answers are those of the plain path."""

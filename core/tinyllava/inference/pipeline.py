@@ -67,23 +67,41 @@ class Pipeline:
 
     def batch_pixel_values(self, images: list[Any]) -> Any:
         """(n, 3, H, W) on the model's device, in the tower's dtype. Files are preprocessed once and cached by
-        path, size and modification time."""
+        path, size and modification time. Images not cached are decoded and resized by a pool of threads (PIL
+        releases the GIL for both, and nothing else runs meanwhile): on the reference workload at batch 64 that
+        was 13% of answering in bfloat16."""
         import torch
 
-        tensors = []
-        for image in images:
-            key = _file_key(image)
-            cached = self._pixels.get(key) if key is not None else None
-            if cached is None:
-                cached = self.pixel_values(image)
-                if key is not None:
-                    self._pixels[key] = cached
-                    while len(self._pixels) > self.PIXEL_CACHE_SIZE:
-                        self._pixels.popitem(last=False)
-            else:
-                self._pixels.move_to_end(key)
-            tensors.append(cached)
+        keys = [_file_key(image) for image in images]
+        tensors: list[Any] = [self._pixels.get(key) if key is not None else None for key in keys]
+        first: dict[Any, int] = {}  # one preprocessing per file, however often the batch names it
+        missing = [i for i, tensor in enumerate(tensors)
+                   if tensor is None and (keys[i] is None or first.setdefault(keys[i], i) == i)]
+        for i, tensor in zip(missing, self._map(self.pixel_values, [images[i] for i in missing]), strict=True):
+            tensors[i] = tensor
+        for i, key in enumerate(keys):
+            if tensors[i] is None:
+                tensors[i] = tensors[first[key]]
+        for i, key in enumerate(keys):
+            if key is None:
+                continue
+            self._pixels[key] = tensors[i]  # (re)inserted last: the most recently used
+            self._pixels.move_to_end(key)
+            while len(self._pixels) > self.PIXEL_CACHE_SIZE:
+                self._pixels.popitem(last=False)
         return torch.stack(tensors).to(device=self.device, dtype=self.pixel_dtype, non_blocking=True)
+
+    def _map(self, fn: Any, items: list[Any]) -> list[Any]:
+        """[fn(x) for x in items], on up to torch's thread count of threads when there are several items."""
+        import torch
+
+        workers = min(len(items), torch.get_num_threads())
+        if workers < 2:
+            return [fn(x) for x in items]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tinyllava-images") as pool:
+            return list(pool.map(fn, items))
 
     def encode_prompts(self, conversations: list[list[dict[str, str]]], images: list[Any]) -> list[list[int]]:
         """Prompt ids per conversation (image positions expanded); checks the <image> tags against `images`."""
