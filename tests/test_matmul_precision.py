@@ -136,3 +136,11 @@ def test_padded_head_rows_change_neither_the_loss_nor_the_gradients():
     assert grads_1.keys() == grads_64.keys() and grads_1
     for name, grad in grads_1.items():
         torch.testing.assert_close(grads_64[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_at_highest_leaves_tensors_off_the_cpu_alone():
+    q = torch.empty(1, 2, 4, 8, device="meta", requires_grad=True)
+    seen: list[str] = []
+    torch.set_float32_matmul_precision("high")
+    at_highest(lambda a: seen.append(torch.get_float32_matmul_precision()) or a, q)
+    assert seen == ["high"]

@@ -105,9 +105,10 @@ def at_highest(fn: Callable[..., Any], *inputs: Any) -> Any:
     exactly; everything else keeps the faster products."""
     import torch
 
-    if torch.get_float32_matmul_precision() == "highest":
-        return fn(*inputs)
-    if not torch.is_grad_enabled() or not any(isinstance(x, torch.Tensor) and x.requires_grad for x in inputs):
+    tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
+    if torch.get_float32_matmul_precision() == "highest" or not all(x.device.type == "cpu" for x in tensors):
+        return fn(*inputs)  # on CUDA, TF32 attention is what `high` asks for
+    if not torch.is_grad_enabled() or not any(x.requires_grad for x in tensors):
         with _highest():
             return fn(*inputs)
     if not _AT_HIGHEST:
