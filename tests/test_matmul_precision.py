@@ -144,3 +144,33 @@ def test_at_highest_leaves_tensors_off_the_cpu_alone():
     torch.set_float32_matmul_precision("high")
     at_highest(lambda a: seen.append(torch.get_float32_matmul_precision()) or a, q)
     assert seen == ["high"]
+
+
+@pytest.mark.parametrize("precision", ["medium", "auto"])
+def test_the_runner_trains_a_stage_at_its_precision_with_rows_rounded_where_it_pays(tmp_path, monkeypatch, precision):
+    from tinyllava.spec.runspec import resolve_spec
+    from tinyllava.testing import tiny_run_spec
+    from tinyllava.training import trainer as trainer_module
+    from tinyllava.training.runner import run_training
+
+    seen: list[tuple[str, int, int, int]] = []
+    step = trainer_module.TinyLlavaTrainer.training_step
+
+    def looking_step(self, model, inputs, *args, **kwargs):
+        seen.append((torch.get_float32_matmul_precision(), inputs["input_ids"].shape[-1],
+                     self.accelerator.unwrap_model(model).supervised_row_multiple, self.data_collator.width_multiple))
+        return step(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.TinyLlavaTrainer, "training_step", looking_step)
+    torch.set_float32_matmul_precision("high")
+    raw = tiny_run_spec(tmp_path / "runs", steps=2, num_images=4)
+    raw["stages"] = raw["stages"][1:]
+    raw["stages"][0]["matmul_precision"] = precision
+    run_training(resolve_spec(raw))
+    assert torch.get_float32_matmul_precision() == "high"  # given back after the stage
+    assert len(seen) == 2
+    if precision == "medium":
+        assert all(p == "medium" and width % SHAPE_MULTIPLE == 0 and rows == cols == SHAPE_MULTIPLE
+                   for p, width, rows, cols in seen), seen
+    else:
+        assert all(p == "highest" and rows == cols == 1 for p, _, rows, cols in seen), seen
