@@ -15,6 +15,7 @@ from tinyllava.plugins.registry import get_registry
 from tinyllava.spec.runspec import ModelSpec, StageSpec
 from tinyllava.testing import TINY_MODEL
 from tinyllava.training.matmul_precision import (
+    EXACT_SDPA,
     SHAPE_MULTIPLE,
     at_highest,
     matmul_precision,
@@ -154,11 +155,14 @@ def test_the_runner_trains_a_stage_at_its_precision_with_rows_rounded_where_it_p
     from tinyllava.training.runner import run_training
 
     seen: list[tuple[str, int, int, int]] = []
+    towers: list[str] = []
     step = trainer_module.TinyLlavaTrainer.training_step
 
     def looking_step(self, model, inputs, *args, **kwargs):
+        inner = self.accelerator.unwrap_model(model)
+        towers.append(inner.vision_tower.config._attn_implementation_internal)
         seen.append((torch.get_float32_matmul_precision(), inputs["input_ids"].shape[-1],
-                     self.accelerator.unwrap_model(model).supervised_row_multiple, self.data_collator.width_multiple))
+                     inner.supervised_row_multiple, self.data_collator.width_multiple))
         return step(self, model, inputs, *args, **kwargs)
 
     monkeypatch.setattr(trainer_module.TinyLlavaTrainer, "training_step", looking_step)
@@ -172,5 +176,34 @@ def test_the_runner_trains_a_stage_at_its_precision_with_rows_rounded_where_it_p
     if precision == "medium":
         assert all(p == "medium" and width % SHAPE_MULTIPLE == 0 and rows == cols == SHAPE_MULTIPLE
                    for p, width, rows, cols in seen), seen
+        assert towers == [EXACT_SDPA, EXACT_SDPA]  # the tower's attention runs exactly
     else:
         assert all(p == "highest" and rows == cols == 1 for p, _, rows, cols in seen), seen
+        assert towers == ["sdpa", "sdpa"]
+
+
+def test_exact_attention_runs_a_towers_sdpa_at_highest_and_switches_it_back():
+    from tinyllava.training.matmul_precision import exact_attention
+
+    torch.manual_seed(0)
+    built = build_fresh(get_registry(), ModelSpec.model_validate(copy.deepcopy(TINY_MODEL)))
+    tower = built.model.vision_tower
+    assert tower.config._attn_implementation_internal == "sdpa"
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    seen: list[str] = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def looking(*args, **kwargs):
+        seen.append(torch.get_float32_matmul_precision())
+        return real(*args, **kwargs)
+
+    with torch.no_grad():
+        torch.set_float32_matmul_precision("highest")
+        reference = tower(pixels)
+        torch.set_float32_matmul_precision("medium")
+        with pytest.MonkeyPatch.context() as mp, exact_attention(tower) as switched:
+            mp.setattr(torch.nn.functional, "scaled_dot_product_attention", looking)
+            exact = tower(pixels)
+    assert switched >= 1 and seen and set(seen) == {"highest"}
+    assert tower.config._attn_implementation_internal == "sdpa"
+    assert exact.shape == reference.shape and torch.isfinite(exact).all()

@@ -114,3 +114,39 @@ def at_highest(fn: Callable[..., Any], *inputs: Any) -> Any:
     if not _AT_HIGHEST:
         _AT_HIGHEST.append(_at_highest_function())
     return _AT_HIGHEST[0].apply(fn, *inputs)
+
+
+EXACT_SDPA = "tinyllava_exact_sdpa"  # transformers' SDPA attention, run by at_highest
+
+
+def _exact_sdpa_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any
+                          ) -> tuple[Any, None]:
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    out = at_highest(lambda q, k, v: sdpa_attention_forward(module, q, k, v, attention_mask, **kwargs)[0],
+                     query, key, value)
+    return out, None
+
+
+@contextmanager
+def exact_attention(model: Any) -> Iterator[int]:
+    """Inside the block, every part of `model` configured for transformers' SDPA attention runs it at `highest`
+    (see at_highest): for a `medium` stage's vision tower, whose attention would otherwise run slower. Yields
+    how many configs were switched; they are put back afterwards."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(EXACT_SDPA, _exact_sdpa_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(EXACT_SDPA, sdpa_mask)
+    configs: dict[int, Any] = {}
+    for module in model.modules():
+        cfg = getattr(module, "config", None)
+        if getattr(cfg, "_attn_implementation_internal", None) == "sdpa":
+            configs.setdefault(id(cfg), cfg)
+    for cfg in configs.values():
+        cfg._attn_implementation_internal = EXACT_SDPA
+    try:
+        yield len(configs)
+    finally:
+        for cfg in configs.values():
+            cfg._attn_implementation_internal = "sdpa"

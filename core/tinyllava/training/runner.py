@@ -467,7 +467,7 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     from tinyllava.training.freed_memory import keep_freed_memory
     from tinyllava.training.fused_ops import fused_training_ops
     from tinyllava.training.global_batch import plan_batch
-    from tinyllava.training.matmul_precision import matmul_precision, shape_multiple
+    from tinyllava.training.matmul_precision import exact_attention, matmul_precision, shape_multiple
     from tinyllava.training.packed_attention import varlen_attention
     from tinyllava.training.parameters import prune_groups
     from tinyllava.training.progress import HistoryCallback, progress_callback
@@ -617,7 +617,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
         console.print(f"stage {stage.name}: no checkpoint of this stage was saved yet; it starts at step 0")
     with (tower_guard, varlen_attention(model.language_model) if attention == "varlen" else contextlib.nullcontext(),
           fused_training_ops(model.language_model), keep_freed_memory(),  # see training.fused_ops, .freed_memory
-          matmul_precision(stage.matmul_precision, use_cuda)):
+          matmul_precision(stage.matmul_precision, use_cuda),
+          exact_attention(model.vision_tower) if multiple > 1 and not stage.bf16 else contextlib.nullcontext()):
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     # ZeRO-3 holds a slice of each weight per rank: gather them (a collective, so on every rank)
     state_dict = trainer.accelerator.get_state_dict(trainer.deepspeed) if trainer.is_deepspeed_enabled else None
