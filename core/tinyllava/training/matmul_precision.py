@@ -53,16 +53,8 @@ def matmul_precision(precision: str, use_cuda: bool) -> Iterator[str]:
         torch.set_float32_matmul_precision(before)
 
 
-@contextmanager
-def _highest() -> Iterator[None]:
-    import torch
-
-    before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(before)
+def _highest() -> Any:
+    return matmul_precision("highest", use_cuda=False)
 
 
 def _at_highest_function() -> type:
@@ -136,17 +128,9 @@ def exact_attention(model: Any) -> Iterator[int]:
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
+    from tinyllava.training.attention_switch import switched_attention
+
     AttentionInterface.register(EXACT_SDPA, _exact_sdpa_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(EXACT_SDPA, sdpa_mask)
-    configs: dict[int, Any] = {}
-    for module in model.modules():
-        cfg = getattr(module, "config", None)
-        if getattr(cfg, "_attn_implementation_internal", None) == "sdpa":
-            configs.setdefault(id(cfg), cfg)
-    for cfg in configs.values():
-        cfg._attn_implementation_internal = EXACT_SDPA
-    try:
-        yield len(configs)
-    finally:
-        for cfg in configs.values():
-            cfg._attn_implementation_internal = "sdpa"
+    with switched_attention(model, EXACT_SDPA, only="sdpa") as switched:
+        yield switched

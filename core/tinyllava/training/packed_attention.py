@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from tinyllava.model.supervised_loss import QUERY_ROWS
+from tinyllava.training.attention_switch import switched_attention
 from tinyllava.training.matmul_precision import at_highest
 
 NAME = "tinyllava_varlen_sdpa"
@@ -142,28 +143,12 @@ def can_switch(language_model: Any) -> bool:
     return True
 
 
-def _configs(language_model: Any) -> list[Any]:
-    seen: dict[int, Any] = {}
-    for module in language_model.modules():
-        cfg = getattr(module, "config", None)
-        if cfg is not None and hasattr(cfg, "_attn_implementation_internal"):
-            seen.setdefault(id(cfg), cfg)
-    return list(seen.values())
-
-
 @contextmanager
 def varlen_attention(language_model: Any) -> Iterator[None]:
     """Run the LLM's attention through varlen_sdpa_attention inside the block; restored afterwards."""
     _register()
-    configs = _configs(language_model)
-    before = [cfg._attn_implementation_internal for cfg in configs]
-    for cfg in configs:
-        cfg._attn_implementation_internal = NAME
-    try:
+    with switched_attention(language_model, NAME):
         yield
-    finally:
-        for cfg, value in zip(configs, before, strict=True):
-            cfg._attn_implementation_internal = value
 
 
 def reaches_attention(model: Any, batch: dict[str, Any]) -> bool:

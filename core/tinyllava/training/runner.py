@@ -511,7 +511,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
         )
     partitioned = is_partitioned(model)  # built under ZeRO-3's sharded init: no forward pass before the engine
     attention = ("dense" if partitioned else packed_attention_mode(model)) if stage.packing else "padded"
-    multiple = shape_multiple(stage.matmul_precision, stage.bf16, torch.cuda.is_available())
+    use_cuda = torch.cuda.is_available()
+    multiple = shape_multiple(stage.matmul_precision, stage.bf16, use_cuda)
     collator = Collator(tokenizer.pad_token_id, image_seq_len=model.config.image_seq_len, pack=stage.packing,
                         pack_length=stage.pack_length, varlen=attention in ("flash", "varlen"), width_multiple=multiple)
     model.supervised_row_multiple = multiple
@@ -521,7 +522,6 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     registry.call_lifecycle("before_stage", stage_index=index, stage=stage, run_spec=spec, model=model)
 
     ds_config = deepspeed_config(stage.deepspeed)
-    use_cuda = torch.cuda.is_available()
     find_unused = stage.ddp_find_unused_parameters
     mixed = _mixed_modalities(dataset)
     tower_guard: Any = contextlib.nullcontext()
@@ -610,6 +610,7 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     trainer.remove_callback(PrinterCallback)  # the rich bar shows loss and lr instead
     if procs.is_main:
         discard_partials(folder)  # what a save killed half-way left behind
+    cpu_medium = not use_cuda and not stage.bf16 and stage.matmul_precision == "medium"
     resume_from = last_trainer_checkpoint(folder / "checkpoints", procs.world_size) if resume else None
     if resume_from is not None:
         console.print(f"stage {stage.name}: resuming from {resume_from}")
@@ -618,7 +619,8 @@ def _run_stage(spec: RunSpec, index: int, stage: StageSpec, model: Any, tokenize
     with (tower_guard, varlen_attention(model.language_model) if attention == "varlen" else contextlib.nullcontext(),
           fused_training_ops(model.language_model), keep_freed_memory(),  # see training.fused_ops, .freed_memory
           matmul_precision(stage.matmul_precision, use_cuda),
-          exact_attention(model.vision_tower) if multiple > 1 and not stage.bf16 else contextlib.nullcontext()):
+          # a float32 stage whose matmuls round to bf16 on the CPU: the tower's attention stays exact, as the LLM's
+          exact_attention(model.vision_tower) if cpu_medium else contextlib.nullcontext()):
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     # ZeRO-3 holds a slice of each weight per rank: gather them (a collective, so on every rank)
     state_dict = trainer.accelerator.get_state_dict(trainer.deepspeed) if trainer.is_deepspeed_enabled else None
