@@ -132,6 +132,37 @@ def test_runner_keeps_each_items_own_answer_limit(pipe, images):
     assert sorted(i for b in batches for i in b) == list(range(len(items)))
 
 
+def test_generation_keeps_freed_memory_and_the_runner_trims_once(pipe, images, monkeypatch):
+    """Every decode step runs with freed blocks kept in the process (a batch-64 prefill's activations pass glibc's
+    32 MiB mmap ceiling and were faulted in afresh on every op); the eval runner holds one block over all its
+    batches, so memory is trimmed back once, after the last one, not between batches."""
+    from tinyllava.components.benchmark import EvalItem
+    from tinyllava.eval.runner import generate_answers
+    from tinyllava.training import freed_memory
+
+    depths: list[int] = []
+    pipe.generate_ids(pipe.encode_prompts(CONVS[:2], images[:2]), pipe.batch_pixel_values(images[:1]),
+                      on_step=lambda step, tokens: depths.append(freed_memory._depth))
+    libc = freed_memory._glibc()
+    assert depths and all(d == (1 if libc is not None else 0) for d in depths)
+    assert freed_memory._depth == 0
+    if libc is None:
+        return
+    trims: list[int] = []
+
+    class Counting:
+        def __getattr__(self, name):
+            if name == "malloc_trim":
+                return lambda pad: trims.append(pad) or 1
+            return getattr(libc, name)
+
+    monkeypatch.setattr(freed_memory, "_glibc", lambda: Counting())
+    items = [EvalItem(f"q{i}", c[0]["value"].replace("<image>\n", ""), im, 3)
+             for i, (c, im) in enumerate(zip(CONVS, images, strict=True))]
+    generate_answers(pipe, items, 2)  # three batches
+    assert trims == [0]
+
+
 def test_sampling_is_seeded_and_top_p_near_zero_is_greedy(pipe, images):
     from tinyllava.inference.pipeline import GenerationSettings
 

@@ -20,6 +20,8 @@ def generate_answers(pipeline: Pipeline, items: list[EvalItem], batch_size: int,
     not at all: then attention needs no mask). Order-independent: an answer never depends on its batch."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from tinyllava.training.freed_memory import keep_freed_memory
+
     def convo(item: EvalItem) -> list[dict[str, str]]:
         text = f"<image>\n{item.prompt}" if item.image is not None else item.prompt
         return [{"from": "human", "value": text}]
@@ -28,8 +30,9 @@ def generate_answers(pipeline: Pipeline, items: list[EvalItem], batch_size: int,
     order = sorted(range(len(items)), key=lambda i: (items[i].image is None, items[i].max_new_tokens,
                                                      len(rows[i]), items[i].item_id))
     answers: dict[str, str] = {}
-    with Progress(TextColumn("[bold]answering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+    # one block for all batches: memory a batch frees is reused by the next rather than trimmed and faulted in again
+    with keep_freed_memory(), Progress(TextColumn("[bold]answering"), BarColumn(), MofNCompleteColumn(),
+                                       TimeElapsedColumn(), console=console, transient=False) as progress:
         task = progress.add_task("answering", total=len(order))
         for batch in answer_batches(items, order, batch_size):
             settings = GenerationSettings(max_new_tokens=items[batch[0]].max_new_tokens)

@@ -149,9 +149,12 @@ class Pipeline:
     def answer_ids(self, rows: list[list[int]], images: list[Any], settings: GenerationSettings | None = None
                    ) -> list[str]:
         """Answers for prompts already encoded by `encode_prompts`, generated together (left-padded)."""
-        present = [img for img in images if img is not None]
-        pixel_values = self.batch_pixel_values(present) if present else None
-        new_ids = self.generate_ids(rows, pixel_values, settings)
+        from tinyllava.training.freed_memory import keep_freed_memory
+
+        with keep_freed_memory():  # the pixels' and the decode's large blocks are reused, not faulted in again
+            present = [img for img in images if img is not None]
+            pixel_values = self.batch_pixel_values(present) if present else None
+            new_ids = self.generate_ids(rows, pixel_values, settings)
         return [text.strip() for text in self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
 
     def generate_ids(self, rows: list[list[int]], pixel_values: Any, settings: GenerationSettings | None = None,
@@ -162,6 +165,7 @@ class Pipeline:
         import torch
 
         from tinyllava.inference.decode import Sampling, decode
+        from tinyllava.training.freed_memory import keep_freed_memory
 
         settings = settings or GenerationSettings()
         longest = max(len(r) for r in rows)
@@ -179,13 +183,14 @@ class Pipeline:
             else:
                 generator.seed()
             sampling = Sampling(temperature=settings.temperature, top_p=settings.top_p, generator=generator)
-        new_ids = decode(
-            self.model, input_ids.to(self.device), mask.to(self.device), pixel_values,
-            max_new_tokens=settings.max_new_tokens, stop_ids=self.template.stop_token_ids(self.tokenizer),
-            pad_id=pad, sampling=sampling, cache=settings.cache,  # type: ignore[arg-type]
-            shared_prefix=self.template_prefix if settings.share_prefix else None, prefix_store=self._prefix_states,
-            on_step=on_step,
-        )
+        with keep_freed_memory():  # see tinyllava.training.freed_memory: a batch-64 prefill's blocks pass 32 MiB
+            new_ids = decode(
+                self.model, input_ids.to(self.device), mask.to(self.device), pixel_values,
+                max_new_tokens=settings.max_new_tokens, stop_ids=self.template.stop_token_ids(self.tokenizer),
+                pad_id=pad, sampling=sampling, cache=settings.cache,  # type: ignore[arg-type]
+                shared_prefix=self.template_prefix if settings.share_prefix else None, prefix_store=self._prefix_states,
+                on_step=on_step,
+            )
         return new_ids
 
 
