@@ -135,6 +135,39 @@ def test_image_checks_are_remembered_until_the_file_changes(data_dir, tmp_path):
     assert third.digest(data_dir / "img1.png") != digest
 
 
+def test_new_images_are_checked_on_a_thread_pool_with_the_sequential_results(data_dir, tmp_path, monkeypatch):
+    """load_records checks the images the index does not know on several threads, up front; each entry (problem,
+    digest, size) is what checking that file alone gives, and a bad or missing file is still reported by record."""
+    import threading
+
+    from tinyllava.data import image_index
+
+    (data_dir / "img1.png").write_bytes(b"not a png")
+    records = json.loads((data_dir / "data.json").read_text())
+    records.append({"id": "gone", "image": "missing.png", "conversations": conv("What colour?", "none", True)})
+    records.append({"id": "i0again", "image": "img0.png", "conversations": conv("Colour?", "colour 0", True)})
+    (data_dir / "data.json").write_text(json.dumps(records))
+    threads: set[str] = set()
+    real = image_index._examine
+
+    def examine(path, st):
+        threads.add(threading.current_thread().name)
+        return real(path, st)
+
+    monkeypatch.setattr(image_index, "_examine", examine)
+    parallel = ImageIndex(tmp_path / "p.json")
+    checked = load_records(data_dir / "data.json", data_dir, on_bad_record="skip", images=parallel)
+    assert parallel.opened == 3 and threads and all(t.startswith("image-check") for t in threads)
+    assert sorted((p.record_id, p.reason.split(" (")[0]) for p in checked.problems) == [
+        ("gone", f"image: image {data_dir / 'missing.png'} does not exist"),
+        ("i1", f"image: image {data_dir / 'img1.png'} is unreadable")]
+    assert not any("object at 0x" in p.reason for p in checked.problems)  # no in-memory object in a message
+    one_by_one = ImageIndex()
+    for name in ("img0.png", "img1.png", "img2.png"):
+        one_by_one.problem(data_dir / name)
+    assert parallel.entries == one_by_one.entries
+
+
 # -- feature cache --------------------------------------------------------------------------------
 
 

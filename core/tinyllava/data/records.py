@@ -153,6 +153,9 @@ def load_records(
     good: list[dict[str, Any]] = []
     problems: list[RecordProblem] = []
     seen: set[str] = set()
+    if images is not None and image_root is not None:  # the new images are checked in parallel, up front
+        images.prefetch(image_root / r["image"] for _, r in raw
+                        if isinstance(r, dict) and isinstance(r.get("image"), str) and r["image"].strip())
     for i, (line, record) in enumerate(raw):
         if isinstance(record, DataError):
             problems.append(RecordProblem(str(line), str(record)))
