@@ -150,18 +150,10 @@ def child(args: argparse.Namespace) -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
-    # timed in chunks of whole batches: the best chunk estimates the speed on a quiet machine
-    chunk = max(args.batch_size, 50 // args.batch_size * args.batch_size)
-    answers: dict[str, str] = {}
-    rates = []
-    t = time.perf_counter()
-    for start in range(0, len(items), chunk):
-        part = items[start:start + chunk]
-        began = time.perf_counter()
-        answers.update(generate_answers(pipeline, part, args.batch_size, quiet))
-        if len(part) == chunk:
-            rates.append(len(part) / (time.perf_counter() - began))
-    seconds = time.perf_counter() - t
+    from chunked_rate import timed_answers  # this script's folder (sys.path[0])
+
+    answers, seconds, best = timed_answers(items, args.batch_size,
+                                           lambda part: generate_answers(pipeline, part, args.batch_size, quiet))
     if profiler is not None:
         import pstats
 
@@ -172,7 +164,7 @@ def child(args: argparse.Namespace) -> None:
     Path(args.result).write_text(json.dumps({
         "import_s": imported, "load_s": load_s, "load_warm_s": load_warm_s, "seconds": seconds,
         "answers": len(answers), "answers_per_s": len(answers) / seconds, "threads": torch.get_num_threads(),
-        "answers_per_s_best": max(rates, default=len(answers) / seconds),
+        "answers_per_s_best": best,
         "answer_chars": sum(len(a) for a in answers.values()),
         "sample": [answers[it.item_id] for it in items[:3]],
     }))

@@ -35,8 +35,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))  # benchmarks/: chunked_rate
 
 import tlf_shims  # noqa: E402
+from chunked_rate import timed_answers  # noqa: E402
 
 
 def questions(data_dir: Path, n: int) -> list[dict[str, Any]]:
@@ -155,23 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     indices = list(range(len(qs)))
     if not args.no_warmup:
         answer(indices[: args.batch_size])
-    chunk = max(args.batch_size, 50 // args.batch_size * args.batch_size)
-    answers: dict[str, str] = {}
-    rates = []
-    t = time.perf_counter()
-    for start in range(0, len(indices), chunk):
-        part = indices[start:start + chunk]
-        began = time.perf_counter()
-        answers.update(answer(part))
-        if len(part) == chunk:
-            rates.append(len(part) / (time.perf_counter() - began))
-    seconds = time.perf_counter() - t
+    answers, seconds, best = timed_answers(indices, args.batch_size, answer)
     import resource
 
     result = {
         "src": str(src), "model": model_path, "n": len(answers), "batch_size": args.batch_size,
         "max_new_tokens": args.max_new_tokens, "conv_mode": args.conv_mode, "threads": torch.get_num_threads(),
-        "answers_per_s": len(answers) / seconds, "answers_per_s_best": max(rates, default=len(answers) / seconds),
+        "answers_per_s": len(answers) / seconds, "answers_per_s_best": best,
         "seconds": seconds, "import_s": import_s, "tinyllava_import_s": tinyllava_import_s, "load_s": load_s,
         "load_warm_s": load_warm_s, "context_len": context_len,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
