@@ -71,7 +71,8 @@ class ImageIndex:
             st, key, entry = self._current(Path(path))
             if st is not None and entry is None and key not in todo and stat.S_ISREG(st.st_mode):
                 todo[key] = (Path(path), st)
-        workers = workers or min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = workers or min(8, cores)
         if len(todo) < 2 or workers < 2:
             return
         with ThreadPoolExecutor(workers, thread_name_prefix="image-check") as pool:

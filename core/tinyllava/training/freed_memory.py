@@ -9,6 +9,9 @@ shows as slow `mul`, `fill_` and `cat`. Inside `keep_freed_memory()` both thresh
 blocks are reused as they are; the peak footprint does not grow (the same tensors are alive at the peak), the
 memory is only kept until the block ends, when glibc's defaults come back and the free memory is trimmed.
 
+Generation uses it too (`inference.pipeline`, the eval runner): a batch-64 prefill's activations pass the 32 MiB
+ceiling, so without the block each one was a fresh mmap faulted in page by page on every op.
+
 Only glibc (Linux) has these knobs; elsewhere the block does nothing.
 """
 
